@@ -1,0 +1,763 @@
+"""
+Install, switch, health-check and roll back releases of Shiv-packaged web apps.
+
+Each app lives under the outpost root (minion config or pillar ``outpost:root``; default
+``C:\\outpost`` on Windows and ``/opt/outpost`` elsewhere) in versioned release folders, runs as
+the service ``outpost-<app>`` on a pinned Python, and keeps a journal of everything done to it.
+See ``_utils/outpost_release.py`` for the layout.
+
+Minion configuration (or pillar)::
+
+    outpost:
+      root: /opt/outpost
+      supervisor:                      # Linux service backend
+        conf_file: /etc/supervisor/supervisord.conf
+        include_dir: /etc/supervisor/conf.d
+        bin_env: /usr/bin/supervisorctl
+      windows:                         # Windows service backend
+        service_dir: C:\\outpost\\services
+        winsw_path: C:\\outpost\\bin\\winsw.exe
+"""
+
+import logging
+import os
+import shutil
+import sys
+import urllib.parse
+
+import salt.utils.platform
+from salt.exceptions import SaltInvocationError
+
+# Synced _utils are importable by their bare name while Salt's loader loads this module.
+import outpost_health
+import outpost_release
+import outpost_service
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "shiv_app"
+
+DEFAULT_HEALTH_PATH = "/healthz"
+SETTING_FIELDS = ("python", "port", "args", "env", "health_url", "health_expect", "user")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _config(key, default=None):
+    return __salt__["config.get"](f"outpost:{key}", default)
+
+
+def _root():
+    default = r"C:\outpost" if salt.utils.platform.is_windows() else "/opt/outpost"
+    return _config("root", default)
+
+
+def _max_path():
+    """Windows refuses paths over MAX_PATH unless long paths are enabled machine-wide."""
+    default = outpost_release.WINDOWS_MAX_PATH if salt.utils.platform.is_windows() else None
+    return _config("max_path", default)
+
+
+def _releases(name):
+    return outpost_release.AppReleases(_root(), name)
+
+
+def _backend():
+    return outpost_service.backend_for(__salt__, _config_get)
+
+
+def _config_get(key, default=None):
+    return __salt__["config.get"](key, default)
+
+
+def _service_name(name):
+    return f"outpost-{name}"
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+
+def _validate_python(python):
+    """The app runs on its own pinned interpreter, never on the one Salt runs on."""
+    if not python or not os.path.isabs(str(python)):
+        raise SaltInvocationError(f"python: {python!r} must be the absolute path of an interpreter")
+    if not os.path.isfile(python):
+        raise SaltInvocationError(f"python: {python} does not exist on this minion")
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        raise SaltInvocationError(
+            f"python: {python} is Salt's own interpreter; pin a separate Python for the app"
+        )
+    return str(python)
+
+
+def _validate_port(port):
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= 65535:
+        raise SaltInvocationError(f"port: {port!r} is not a TCP port number")
+    return number
+
+
+def _validate_env(env):
+    env = env or {}
+    if not isinstance(env, dict):
+        raise SaltInvocationError("env: expected a mapping of variable names to values")
+    for key in env:
+        if not isinstance(key, str) or not key.replace("_", "").isalnum() or key[0].isdigit():
+            raise SaltInvocationError(f"env: {key!r} is not a valid environment variable name")
+    return {key: str(value) for key, value in env.items()}
+
+
+def _validate_args(args):
+    args = args or []
+    if isinstance(args, str) or not isinstance(args, list):
+        raise SaltInvocationError("args: expected a list of arguments, one per item")
+    return [str(arg) for arg in args]
+
+
+def _merge_settings(saved, **given):
+    """Settings given now win over saved ones; every field is checked before use."""
+    settings = dict(saved or {})
+    settings.update({key: value for key, value in given.items() if value is not None})
+    if "python" not in settings:
+        raise SaltInvocationError("python: required the first time an app is activated")
+    if "port" not in settings:
+        raise SaltInvocationError("port: required the first time an app is activated")
+    settings["python"] = _validate_python(settings["python"])
+    settings["port"] = _validate_port(settings["port"])
+    settings["args"] = _validate_args(settings.get("args"))
+    settings["env"] = _validate_env(settings.get("env"))
+    return settings
+
+
+def _health_url(settings):
+    url = settings.get("health_url") or f"http://127.0.0.1:{{port}}{DEFAULT_HEALTH_PATH}"
+    return url.replace("{port}", str(settings["port"]))
+
+
+def _service_spec(releases, version, settings):
+    port = str(settings["port"])
+    env = dict(settings["env"])
+    env.update(PORT=port, SHIV_ROOT=releases.shiv_root(version))
+    return outpost_service.ServiceSpec(
+        name=_service_name(releases.app),
+        display_name=f"outpost {releases.app}",
+        command=[settings["python"], releases.pyz_path(version)]
+        + [arg.replace("{port}", port) for arg in settings["args"]],
+        env=env,
+        workdir=releases.release_dir(version),
+        log_dir=os.path.join(releases.app_dir, "logs"),
+        user=settings.get("user"),
+    )
+
+
+# -- fetching -----------------------------------------------------------------------------------
+
+
+def fetch_release(name, version, source, source_hash):
+    """
+    Download a release's ``.pyz`` into the app's staging folder and check its sha256.
+
+    Nothing outside staging changes; a download with the wrong hash is deleted.
+
+    name
+        The app name.
+
+    version
+        The release version, e.g. ``1.2.0``.
+
+    source
+        ``salt://`` path, ``https://`` URL, or a local absolute path.
+
+    source_hash
+        The sha256 of the ``.pyz``, as 64 hex digits or ``sha256=<hex>``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.fetch_release hello 1.1.0 salt://releases/hello/hello-1.1.0.pyz <sha256>
+    """
+    releases = _releases(name)
+    outpost_release.validate_version(version)
+    expected = outpost_release.normalize_sha256(source_hash)
+    staged = releases.stage_path(version)
+
+    _download(source, staged)
+
+    actual = outpost_release.sha256_of(staged)
+    if actual != expected:
+        os.remove(staged)
+        raise outpost_release.ReleaseError(
+            f"source_hash: {source} has sha256 {actual}, expected {expected}; nothing was installed"
+        )
+    log.debug("fetched %s %s from %s", name, version, source)
+    return {"path": staged, "sha256": actual}
+
+
+def _download(source, destination):
+    scheme = urllib.parse.urlparse(str(source)).scheme
+    if scheme in ("salt", "https", "http"):
+        if scheme == "http":
+            raise SaltInvocationError(f"source: {source} is plain http; use https or salt://")
+        fetched = __salt__["cp.get_url"](source, destination)
+        if not fetched:
+            raise outpost_release.ReleaseError(f"source: could not fetch {source}")
+        return
+    if scheme == "file":
+        source = urllib.parse.urlparse(source).path
+    elif scheme:
+        raise SaltInvocationError(f"source: {source} is not a salt://, https:// or local path")
+    if not os.path.isabs(source) or not os.path.isfile(source):
+        raise SaltInvocationError(f"source: {source} is not an existing absolute path")
+    shutil.copyfile(source, destination)
+
+
+# -- installing ---------------------------------------------------------------------------------
+
+
+def install_release(name, version, source, source_hash):
+    """
+    Install a release into its own folder without making it live.
+
+    A release already installed with the same sha256 is left alone and nothing is downloaded.
+
+    name
+        The app name.
+
+    version
+        The release version.
+
+    source
+        Where to fetch the ``.pyz`` from (see ``shiv_app.fetch_release``).
+
+    source_hash
+        The expected sha256 of the ``.pyz``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.install_release hello 1.1.0 salt://releases/hello/hello-1.1.0.pyz <sha256>
+    """
+    releases = _releases(name)
+    expected = outpost_release.normalize_sha256(source_hash)
+    if releases.is_installed(version, expected):
+        return {"installed": False, "release": releases.release_info(version)}
+
+    staged = fetch_release(name, version, source, expected)["path"]
+    info = releases.install(version, staged, expected, max_path=_max_path())
+    log.info("installed %s %s (not live yet)", name, version)
+    return {"installed": True, "release": info}
+
+
+def activate_release(
+    name,
+    version,
+    python=None,
+    port=None,
+    args=None,
+    env=None,
+    health_url=None,
+    health_expect=None,
+    health_timeout=30,
+    user=None,
+):
+    """
+    Make an installed release live: switch to it, restart the service, then gate on health.
+
+    When the release does not become healthy within ``health_timeout`` seconds, the previous
+    release and settings are put back, restarted and checked, the journal records why, and the
+    call fails.
+
+    name
+        The app name.
+
+    version
+        An installed release.
+
+    python
+        Absolute path of the pinned interpreter. Remembered from the last activation.
+
+    port
+        The TCP port the app binds on 127.0.0.1; given to it as ``PORT``. Remembered.
+
+    args
+        Extra arguments after the ``.pyz``; ``{port}`` is replaced by the port. Remembered.
+
+    env
+        Environment variables for the app. Remembered, in a file only the service account reads.
+
+    health_url
+        URL of the health check, ``{port}`` replaced. Default: ``http://127.0.0.1:{port}/healthz``
+
+    health_expect
+        The version the health check must report. Default: ``version``
+
+    health_timeout
+        Seconds the new release has to become healthy. Default: ``30``
+
+    user
+        The account the service runs as. Default: the service manager's default account.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.activate_release hello 1.1.0 python=/usr/bin/python3.11 port=8080
+    """
+    releases = _releases(name)
+    if not releases.is_installed(version):
+        raise SaltInvocationError(f"version: {name} {version} is not installed on this minion")
+    saved = releases.settings()
+    settings = _merge_settings(
+        saved,
+        python=python,
+        port=port,
+        args=args,
+        env=env,
+        health_url=health_url,
+        health_expect=health_expect,
+        user=user,
+    )
+    return _go_live(releases, version, settings, saved, float(health_timeout), "activate")
+
+
+def _go_live(releases, version, settings, saved_settings, health_timeout, action):
+    """Switch, restart and gate. On failure put back the release that was live."""
+    backend = _backend()
+    old_current, old_previous = releases.current(), releases.previous()
+
+    releases.save_settings(settings)
+    releases.switch(version)
+    _start(backend, releases, version, settings)
+    healthy, reason = _gate(backend, releases, version, settings, health_timeout)
+    if healthy:
+        entry = releases.record(action, version, previous=old_current, result=True)
+        log.info("%s %s is live (was %s)", releases.app, version, old_current)
+        return {"live": version, "previous": old_current, "health": reason, "time": entry["time"]}
+
+    releases.record("fail", version, previous=old_current, result=False, reason=reason)
+    log.warning("%s %s failed its health gate: %s", releases.app, version, reason)
+    restored = _restore(
+        backend, releases, old_current, old_previous, saved_settings, health_timeout
+    )
+    raise outpost_release.HealthError(
+        f"{releases.app} {version} failed its health gate: {reason}; {restored}"
+    )
+
+
+def _start(backend, releases, version, settings):
+    spec = _service_spec(releases, version, settings)
+    changed = backend.define(spec)
+    backend.apply(spec.name)
+    if not changed or not backend.status(spec.name)["running"]:
+        backend.restart(spec.name)
+
+
+def _gate(backend, releases, version, settings, health_timeout):
+    service = _service_name(releases.app)
+
+    def still_running():
+        return backend.status(service)["state"] not in ("FATAL", "EXITED", "STOPPED", "ABSENT")
+
+    healthy, reason, _ = outpost_health.wait_healthy(
+        _health_url(settings),
+        expect=settings.get("health_expect") or version,
+        deadline_seconds=health_timeout,
+        still_running=still_running,
+    )
+    return healthy, reason
+
+
+def _restore(backend, releases, old_current, old_previous, saved_settings, health_timeout):
+    """Put the previously live release back; say in words how that went."""
+    if not old_current or not saved_settings:
+        backend.stop(_service_name(releases.app))
+        releases.restore_pointers(old_current, old_previous)
+        return "no earlier release to go back to; the service is stopped"
+
+    releases.restore_pointers(old_current, old_previous)
+    releases.save_settings(saved_settings)
+    _start(backend, releases, old_current, saved_settings)
+    healthy, reason = _gate(backend, releases, old_current, saved_settings, health_timeout)
+    releases.record(
+        "rollback", old_current, automatic=True, result=healthy, reason=f"health check: {reason}"
+    )
+    if healthy:
+        log.info("%s is back on %s", releases.app, old_current)
+        return f"{old_current} is live again and healthy"
+    log.error("%s %s did not come back healthy: %s", releases.app, old_current, reason)
+    return f"{old_current} is live again but unhealthy: {reason}"
+
+
+def rollback_release(name, version=None, health_timeout=30):
+    """
+    Go back to the previous release, or to a named installed one, without downloading anything.
+
+    name
+        The app name.
+
+    version
+        The release to go back to. Default: the previous release
+
+    health_timeout
+        Seconds the release has to become healthy. Default: ``30``
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.rollback_release hello
+        salt '*' shiv_app.rollback_release hello 1.0.0
+    """
+    releases = _releases(name)
+    target = version or releases.previous()
+    if not target:
+        raise SaltInvocationError(f"version: {name} has no previous release to roll back to")
+    if not releases.is_installed(target):
+        raise SaltInvocationError(
+            f"version: {name} {target} is not installed here, so it cannot be rolled back to"
+        )
+    saved = releases.settings()
+    if not saved:
+        raise SaltInvocationError(f"name: {name} was never activated on this minion")
+    return _go_live(releases, target, saved, saved, float(health_timeout), "rollback")
+
+
+def restart_app(name, health_timeout=30):
+    """
+    Restart the live release's service and wait until it is healthy again.
+
+    name
+        The app name.
+
+    health_timeout
+        Seconds the release has to become healthy. Default: ``30``
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.restart_app hello
+    """
+    releases = _releases(name)
+    current, settings = releases.current(), releases.settings()
+    if not current or not settings:
+        raise SaltInvocationError(f"name: {name} has no live release on this minion")
+    backend = _backend()
+
+    backend.restart(_service_name(name))
+    healthy, reason = _gate(backend, releases, current, settings, float(health_timeout))
+    releases.record("restart", current, result=healthy, reason=reason)
+    log.info("restarted %s %s: %s", name, current, reason)
+    if not healthy:
+        raise outpost_release.HealthError(f"{name} {current} restarted but is unhealthy: {reason}")
+    return {"restarted": current, "health": reason}
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+
+def plan_release(name, version, source_hash, keep=3, **settings):
+    """
+    Say what making a release live would change, without changing anything.
+
+    Environment values are never shown: only the names of variables that would change.
+
+    name
+        The app name.
+
+    version
+        The release that should be live.
+
+    source_hash
+        Its sha256.
+
+    keep
+        How many releases to keep afterwards. Default: ``3``
+
+    settings
+        ``python``, ``port``, ``args``, ``env``, ``health_url``, ``health_expect``, ``user``, as
+        for ``shiv_app.activate_release``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.plan_release hello 1.1.0 <sha256> python=/usr/bin/python3.11 port=8080
+    """
+    releases = _releases(name)
+    outpost_release.validate_version(version)
+    expected = outpost_release.normalize_sha256(source_hash)
+    unknown = set(settings) - set(SETTING_FIELDS) - {key for key in settings if key[:2] == "__"}
+    if unknown:
+        raise SaltInvocationError(f"{sorted(unknown)[0]}: not a setting of shiv_app")
+    saved = releases.settings()
+    wanted = _merge_settings(saved, **{key: settings.get(key) for key in SETTING_FIELDS})
+    current = releases.current()
+    plan = {}
+
+    _check_same_content(releases, version, expected)
+    if not releases.is_installed(version):
+        plan["installed"] = version
+    if current != version:
+        plan["version"] = {"old": current, "new": version}
+    changed_settings = _settings_diff(saved, wanted)
+    if changed_settings:
+        plan["settings"] = changed_settings
+    if not plan:
+        service = _backend().status(_service_name(name))
+        if not service["running"]:
+            plan["service"] = {"old": service["state"], "new": "RUNNING"}
+
+    pruned = _predict_pruned(releases, version, current, int(keep))
+    if pruned:
+        plan["pruned"] = pruned
+    return plan
+
+
+def _check_same_content(releases, version, expected):
+    """A published version never changes content; a different hash means a mistake upstream."""
+    info = releases.release_info(version)
+    if info and info.get("sha256") != expected:
+        raise SaltInvocationError(
+            f"source_hash: {releases.app} {version} is already installed with sha256 "
+            f"{info.get('sha256')}; a release never changes, so publish a new version"
+        )
+
+
+def _settings_diff(saved, wanted):
+    saved = saved or {}
+    diff = {}
+    for field in SETTING_FIELDS:
+        if field == "env":
+            continue
+        if saved.get(field) != wanted.get(field):
+            diff[field] = {"old": saved.get(field), "new": wanted.get(field)}
+    old_env, new_env = saved.get("env") or {}, wanted.get("env") or {}
+    env_diff = {
+        "added": sorted(set(new_env) - set(old_env)),
+        "removed": sorted(set(old_env) - set(new_env)),
+        "changed": sorted(k for k in set(old_env) & set(new_env) if old_env[k] != new_env[k]),
+    }
+    env_diff = {kind: names for kind, names in env_diff.items() if names}
+    if env_diff:
+        diff["env"] = env_diff
+    return diff
+
+
+def _predict_pruned(releases, version, current, keep):
+    installed = [info["version"] for info in releases.releases() if info["version"] != version]
+    installed.append(version)
+    previous = current if current and current != version else releases.previous()
+    return releases.prunable(keep, installed=installed, protected={version, previous})
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def list_releases(name):
+    """
+    List the releases installed for an app, oldest first, marking the current and previous.
+
+    name
+        The app name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.list_releases hello
+    """
+    releases = _releases(name)
+    current, previous = releases.current(), releases.previous()
+    listed = []
+    for info in releases.releases():
+        entry = dict(info)
+        entry["current"] = info["version"] == current
+        entry["previous"] = info["version"] == previous
+        listed.append(entry)
+    return listed
+
+
+def show_current(name):
+    """
+    Show the live release of an app, or ``None`` when it has none.
+
+    name
+        The app name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.show_current hello
+    """
+    releases = _releases(name)
+    current = releases.current()
+    return releases.release_info(current) if current else None
+
+
+def check_health(name, url=None, expect=None, timeout=2, retries=3):
+    """
+    Check the health of the live release over HTTP.
+
+    name
+        The app name.
+
+    url
+        The URL to check. Default: the app's health URL
+
+    expect
+        The version the answer must report. Default: the live version
+
+    timeout
+        Seconds per request. Default: ``2``
+
+    retries
+        Requests to make before calling the app unhealthy. Default: ``3``
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.check_health hello
+    """
+    releases = _releases(name)
+    settings = releases.settings() or {}
+    if not url and "port" not in settings:
+        raise SaltInvocationError(f"name: {name} has no live release on this minion; give url")
+    url = url or _health_url(settings)
+    expect = expect or settings.get("health_expect") or releases.current()
+
+    reason = "not checked"
+    for _ in range(max(int(retries), 1)):
+        healthy, reason = outpost_health.probe(url, expect, timeout=float(timeout))
+        if healthy:
+            return {"healthy": True, "reason": reason, "version": expect}
+    return {"healthy": False, "reason": reason, "version": expect}
+
+
+def get_status(name):
+    """
+    Show an app's live release, its service state and pid, and its health.
+
+    name
+        The app name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.get_status hello
+    """
+    releases = _releases(name)
+    current = releases.current()
+    service = _backend().status(_service_name(name))
+    status = {
+        "app": name,
+        "current": current,
+        "previous": releases.previous(),
+        "service": service["state"],
+        "pid": service["pid"],
+        "healthy": False,
+        "reason": "no live release",
+    }
+    if current and releases.settings():
+        health = check_health(name, retries=1)
+        status.update(healthy=health["healthy"], reason=health["reason"])
+    return status
+
+
+def read_journal(name, limit=20):
+    """
+    Show the newest entries of an app's deployment journal.
+
+    name
+        The app name.
+
+    limit
+        How many entries, newest last. Default: ``20``
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.read_journal hello limit=5
+    """
+    return _releases(name).journal(limit=int(limit))
+
+
+# -- removing -----------------------------------------------------------------------------------
+
+
+def prune_releases(name, keep=3):
+    """
+    Remove old releases beyond the newest ``keep``, with their extraction folders.
+
+    The current and previous releases are always kept, so a rollback never needs a download.
+
+    name
+        The app name.
+
+    keep
+        How many of the newest releases to keep. Default: ``3``
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.prune_releases hello keep=2
+    """
+    releases = _releases(name)
+    keep = int(keep)
+    if keep < 1:
+        raise SaltInvocationError(f"keep: {keep} must be at least 1")
+    pruned = releases.prunable(keep)
+    for version in pruned:
+        releases.remove_release(version)
+    if pruned:
+        releases.record("prune", None, removed=pruned, keep=keep)
+        log.info("pruned %s releases %s", name, ", ".join(pruned))
+    return pruned
+
+
+def remove_app(name):
+    """
+    Stop and unregister an app's service and delete its releases and settings.
+
+    The journal stays, so what happened to the app can still be read.
+
+    name
+        The app name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.remove_app hello
+    """
+    releases = _releases(name)
+    if not releases.exists():
+        return False
+    _backend().remove(_service_name(name))
+
+    for entry in os.listdir(releases.app_dir):
+        if entry == os.path.basename(releases.journal_path):
+            continue
+        path = os.path.join(releases.app_dir, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    releases.record("remove", None)
+    log.info("removed app %s", name)
+    return True

@@ -1,0 +1,317 @@
+"""
+Release folders of one app on a client.
+
+Layout under the outpost root (``C:\\outpost`` on Windows, ``/opt/outpost`` elsewhere)::
+
+    apps/<app>/
+        releases/<version>/app.pyz      the zipapp, never changed after install
+        releases/<version>/release.json sha256, size, install time, shiv build facts
+        releases/<version>/x/           SHIV_ROOT of this release: its own extraction
+        current                         text file naming the live version, replaced atomically
+        previous                        the version that was live before it
+        settings.json                   python, port, args, env: for the service account only
+        journal.jsonl                   every install, switch, failure, rollback and prune
+
+Nothing here talks to Salt: the execution module is the adapter.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PYZ_NAME = "app.pyz"
+SHIV_ROOT_NAME = "x"
+# Windows' MAX_PATH counts the drive, the separators and a terminating NUL.
+WINDOWS_MAX_PATH = 259
+
+
+class ReleaseError(CommandExecutionError):
+    """A release could not be installed, switched or removed."""
+
+
+class HealthError(ReleaseError):
+    """A release started but did not pass its health check."""
+
+
+def validate_app_name(name):
+    if not isinstance(name, str) or not APP_NAME.match(name):
+        raise SaltInvocationError(
+            f"name: {name!r} is not an app name (lowercase letter, then up to 39 of a-z 0-9 _ -)"
+        )
+    return name
+
+
+def validate_version(version, field="version"):
+    if not isinstance(version, str) or not VERSION.match(version):
+        raise SaltInvocationError(
+            f"{field}: {version!r} is not a semantic version such as 1.2.3 or 1.2.3-rc.1"
+        )
+    return version
+
+
+def normalize_sha256(source_hash):
+    """Accept ``<hex>`` or ``sha256=<hex>``, as Salt's file states do."""
+    value = str(source_hash or "").strip().lower()
+    if value.startswith("sha256="):
+        value = value[len("sha256=") :]
+    if not SHA256.match(value):
+        raise SaltInvocationError(
+            "source_hash: expected 64 hex digits of sha256 (optionally prefixed 'sha256=')"
+        )
+    return value
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def write_atomically(path, text, mode=0o644):
+    """Write through a temporary file in the same folder, then rename over the target."""
+    folder = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def read_shiv_facts(pyz_path):
+    """The facts shiv recorded at build time, read from the zipapp without running it."""
+    try:
+        with zipfile.ZipFile(pyz_path) as archive:
+            environment = json.loads(archive.read("environment.json"))
+            members = [
+                info.filename for info in archive.infolist() if info.filename.startswith("site-")
+            ]
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as err:
+        raise ReleaseError(f"{pyz_path} is not a shiv zipapp: {err}") from err
+    longest = max(members, key=len, default="")
+    return {
+        "build_id": environment.get("build_id"),
+        "entry_point": environment.get("entry_point"),
+        "script": environment.get("script"),
+        "longest_member": longest,
+    }
+
+
+def deepest_extracted_path(shiv_root, facts):
+    """The longest path shiv will create when it extracts this zipapp under ``shiv_root``."""
+    extraction = f"{PYZ_NAME}_{facts['build_id']}"
+    return os.path.join(shiv_root, extraction, *facts["longest_member"].split("/"))
+
+
+class AppReleases:
+    """The release folders, pointers and journal of one app."""
+
+    def __init__(self, root, app):
+        self.app = validate_app_name(app)
+        self.root = root
+        self.app_dir = os.path.join(root, "apps", app)
+        self.releases_dir = os.path.join(self.app_dir, "releases")
+        self.staging_dir = os.path.join(self.app_dir, ".staging")
+        self.journal_path = os.path.join(self.app_dir, "journal.jsonl")
+        self.settings_path = os.path.join(self.app_dir, "settings.json")
+
+    # -- paths --------------------------------------------------------------------------------
+
+    def release_dir(self, version):
+        return os.path.join(self.releases_dir, validate_version(version))
+
+    def pyz_path(self, version):
+        return os.path.join(self.release_dir(version), PYZ_NAME)
+
+    def shiv_root(self, version):
+        return os.path.join(self.release_dir(version), SHIV_ROOT_NAME)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def exists(self):
+        return os.path.isdir(self.app_dir)
+
+    def release_info(self, version):
+        path = os.path.join(self.release_dir(version), "release.json")
+        try:
+            with open(path, encoding="utf-8") as stream:
+                return json.load(stream)
+        except FileNotFoundError:
+            return None
+        except ValueError as err:
+            raise ReleaseError(f"{path} is unreadable: {err}") from err
+
+    def is_installed(self, version, sha256=None):
+        info = self.release_info(version)
+        if info is None or not os.path.isfile(self.pyz_path(version)):
+            return False
+        return sha256 is None or info.get("sha256") == sha256
+
+    def releases(self):
+        """Installed releases, oldest install first."""
+        if not os.path.isdir(self.releases_dir):
+            return []
+        found = []
+        for version in os.listdir(self.releases_dir):
+            if not VERSION.match(version):
+                continue
+            info = self.release_info(version)
+            if info is not None:
+                found.append(info)
+        return sorted(found, key=lambda info: info.get("installed_at", ""))
+
+    def pointer(self, which):
+        try:
+            with open(os.path.join(self.app_dir, which), encoding="utf-8") as stream:
+                value = stream.read().strip()
+        except FileNotFoundError:
+            return None
+        return value or None
+
+    def current(self):
+        return self.pointer("current")
+
+    def previous(self):
+        return self.pointer("previous")
+
+    def settings(self):
+        try:
+            with open(self.settings_path, encoding="utf-8") as stream:
+                return json.load(stream)
+        except FileNotFoundError:
+            return None
+
+    def journal(self, limit=None):
+        try:
+            with open(self.journal_path, encoding="utf-8") as stream:
+                entries = [json.loads(line) for line in stream if line.strip()]
+        except FileNotFoundError:
+            return []
+        return entries[-limit:] if limit else entries
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def ensure_folders(self):
+        os.makedirs(self.releases_dir, exist_ok=True)
+        os.makedirs(self.staging_dir, exist_ok=True)
+
+    def record(self, action, version=None, **fields):
+        """Append one line to the journal; a line is written whole or not at all."""
+        self.ensure_folders()
+        entry = {"time": now_iso(), "app": self.app, "action": action, "version": version}
+        entry.update(fields)
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        with open(self.journal_path, "a", encoding="utf-8") as stream:
+            stream.write(line)
+            stream.flush()
+            os.fsync(stream.fileno())
+        return entry
+
+    def stage_path(self, version):
+        self.ensure_folders()
+        return os.path.join(self.staging_dir, f"{validate_version(version)}.pyz")
+
+    def install(self, version, staged_pyz, sha256, max_path=None):
+        """Move a zipapp whose sha256 was verified into its release folder, all or nothing."""
+        try:
+            facts = read_shiv_facts(staged_pyz)
+            self._check_path_length(version, facts, max_path)
+        except ReleaseError:
+            os.remove(staged_pyz)
+            raise
+
+        building = os.path.join(self.staging_dir, f"{version}.building")
+        shutil.rmtree(building, ignore_errors=True)
+        os.makedirs(os.path.join(building, SHIV_ROOT_NAME))
+        os.replace(staged_pyz, os.path.join(building, PYZ_NAME))
+        info = {
+            "app": self.app,
+            "version": version,
+            "sha256": sha256,
+            "size": os.path.getsize(os.path.join(building, PYZ_NAME)),
+            "installed_at": now_iso(),
+            "build_id": facts["build_id"],
+            "entry_point": facts["entry_point"] or facts["script"],
+        }
+        write_atomically(os.path.join(building, "release.json"), json.dumps(info, indent=2))
+        target = self.release_dir(version)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        os.replace(building, target)
+        self.record("install", version, sha256=sha256, size=info["size"])
+        return info
+
+    def _check_path_length(self, version, facts, max_path):
+        if not max_path:
+            return
+        deepest = deepest_extracted_path(self.shiv_root(version), facts)
+        if len(deepest) > max_path:
+            raise ReleaseError(
+                f"root: extracting {self.app} {version} would create a path of {len(deepest)} "
+                f"characters, over the limit of {max_path} ({deepest}); choose a shorter outpost "
+                "root"
+            )
+
+    def switch(self, version):
+        """Make ``version`` current; the old current becomes previous. Returns the old current."""
+        old = self.current()
+        if old and old != version:
+            write_atomically(os.path.join(self.app_dir, "previous"), old + "\n")
+        write_atomically(os.path.join(self.app_dir, "current"), version + "\n")
+        return old
+
+    def restore_pointers(self, current, previous):
+        """Put both pointers back as they were before a failed activation."""
+        for which, value in (("current", current), ("previous", previous)):
+            path = os.path.join(self.app_dir, which)
+            if value:
+                write_atomically(path, value + "\n")
+            elif os.path.exists(path):
+                os.remove(path)
+
+    def save_settings(self, settings):
+        """Settings hold the app's environment, so only the owner may read them."""
+        self.ensure_folders()
+        write_atomically(
+            self.settings_path,
+            json.dumps(settings, indent=2, sort_keys=True),
+            mode=stat.S_IRUSR | stat.S_IWUSR,
+        )
+
+    def remove_release(self, version):
+        shutil.rmtree(self.release_dir(version))
+
+    def prunable(self, keep, installed=None, protected=None):
+        """Releases beyond the newest ``keep``, never the current or previous one.
+
+        ``installed`` (oldest first) and ``protected`` let a caller ask about a future state.
+        """
+        if protected is None:
+            protected = {self.current(), self.previous()}
+        if installed is None:
+            installed = [info["version"] for info in self.releases()]
+        kept = set(installed[-keep:]) if keep > 0 else set()
+        return [v for v in installed if v not in kept and v not in protected]

@@ -1,0 +1,181 @@
+"""
+Service backends: the one interface outpost uses to run an app release as a service.
+
+- ``supervisord`` (Linux): a program file per app in supervisord's include folder, driven through
+  Salt's own ``supervisord`` execution module.
+- ``windows``: a WinSW wrapper per app, driven through Salt's ``service`` module (see
+  ``outpost_service_windows``).
+
+A backend never builds a shell command line by splicing strings: the command is an argument list
+from start to end.
+"""
+
+import dataclasses
+import os
+import shlex
+import stat
+
+import salt.utils.platform
+from salt.exceptions import CommandExecutionError
+
+# Synced _utils are importable by their bare name while Salt's loader loads a module.
+import outpost_service_windows
+
+
+class ServiceError(CommandExecutionError):
+    """The service manager refused or failed an operation."""
+
+
+@dataclasses.dataclass
+class ServiceSpec:
+    """Everything a backend needs to define the service of one app release."""
+
+    name: str
+    display_name: str
+    command: list
+    env: dict
+    workdir: str
+    log_dir: str
+    user: str = None
+    stop_timeout: int = 30
+
+
+class SupervisordBackend:
+    """Programs in supervisord, one ``outpost-<app>.conf`` each in its include folder."""
+
+    kind = "supervisord"
+
+    def __init__(self, salt_funcs, conf_file, include_dir, bin_env=None):
+        self.salt = salt_funcs
+        self.conf_file = conf_file
+        self.include_dir = include_dir
+        self.bin_env = bin_env
+
+    def _ctl(self, function, *args, **kwargs):
+        kwargs.update(conf_file=self.conf_file, bin_env=self.bin_env)
+        return self.salt[f"supervisord.{function}"](*args, **kwargs)
+
+    def program_path(self, name):
+        return os.path.join(self.include_dir, f"{name}.conf")
+
+    def render(self, spec):
+        """The program section; ``%`` is doubled because supervisord interpolates it."""
+        command = " ".join(shlex.quote(str(part)) for part in spec.command)
+        environment = ",".join(
+            f'{key}="{_escape_env(value)}"' for key, value in sorted(spec.env.items())
+        )
+        lines = [
+            f"[program:{spec.name}]",
+            f"command={command.replace('%', '%%')}",
+            f"directory={spec.workdir}",
+            f"environment={environment.replace('%', '%%')}",
+            "autostart=true",
+            "autorestart=true",
+            # The health gate decides whether a start worked; supervisord need not wait for it.
+            "startsecs=0",
+            f"stopwaitsecs={int(spec.stop_timeout)}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={os.path.join(spec.log_dir, 'service.log')}",
+            "stdout_logfile_maxbytes=10MB",
+            "stdout_logfile_backups=5",
+        ]
+        if spec.user:
+            lines.append(f"user={spec.user}")
+        return "\n".join(lines) + "\n"
+
+    def define(self, spec):
+        """Write the program file if it differs, and load it. Returns whether it changed."""
+        os.makedirs(spec.log_dir, exist_ok=True)
+        os.makedirs(self.include_dir, exist_ok=True)
+        wanted = self.render(spec)
+        path = self.program_path(spec.name)
+        try:
+            with open(path, encoding="utf-8") as stream:
+                if stream.read() == wanted:
+                    return False
+        except FileNotFoundError:
+            pass
+
+        # The program file carries the app's environment: owner-only.
+        handle = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(wanted)
+        os.chmod(path + ".new", stat.S_IRUSR | stat.S_IWUSR)
+        os.replace(path + ".new", path)
+        return True
+
+    def apply(self, name):
+        """Load changed program files; supervisord restarts a program whose definition changed."""
+        self._ctl("reread")
+        self._ctl("update", name=name)
+
+    def start(self, name):
+        self._check(self._ctl("start", name), name, "start")
+
+    def stop(self, name):
+        if self.status(name)["state"] in ("STOPPED", "EXITED", "FATAL", "ABSENT"):
+            return
+        self._check(self._ctl("stop", name), name, "stop")
+
+    def restart(self, name):
+        """Stop (supervisorctl waits for the exit, bounded by stopwaitsecs), then start."""
+        self.stop(name)
+        self.start(name)
+
+    def status(self, name):
+        # supervisorctl exits non-zero for a program that is not running, and Salt's
+        # supervisord.status then parses an "ERROR: " prefix as the program name: read it raw.
+        output = self._ctl("status_raw", name=name)
+        for line in str(output).splitlines():
+            fields = line.removeprefix("ERROR: ").split(None, 2)
+            if len(fields) >= 2 and fields[0] == name:
+                return _program_status(fields[1], fields[2] if len(fields) > 2 else "")
+        return {"state": "ABSENT", "running": False, "pid": None}
+
+    def remove(self, name):
+        path = self.program_path(name)
+        if not os.path.exists(path):
+            return False
+        self.stop(name)
+        os.remove(path)
+        self._ctl("reread")
+        self._ctl("update", name=name)
+        return True
+
+    @staticmethod
+    def _check(output, name, action):
+        text = str(output)
+        if "ERROR" in text and "already started" not in text and "not running" not in text:
+            raise ServiceError(f"supervisord could not {action} {name}: {text.strip()}")
+
+
+def _program_status(state, reason):
+    pid = None
+    if reason.startswith("pid "):
+        pid = int(reason.split()[1].rstrip(","))
+    return {"state": state, "running": state == "RUNNING", "pid": pid}
+
+
+def _escape_env(value):
+    return str(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def backend_for(salt_funcs, config_get):
+    """Pick the backend for this minion from its platform and outpost configuration."""
+    if salt.utils.platform.is_windows():
+        return outpost_service_windows.WindowsBackend(
+            salt_funcs,
+            service_dir=config_get("outpost:windows:service_dir", r"C:\outpost\services"),
+            winsw_path=config_get("outpost:windows:winsw_path", r"C:\outpost\bin\winsw.exe"),
+        )
+    conf_file = config_get("outpost:supervisor:conf_file", "/etc/supervisor/supervisord.conf")
+    return SupervisordBackend(
+        salt_funcs,
+        conf_file=conf_file,
+        include_dir=config_get(
+            "outpost:supervisor:include_dir", os.path.join(os.path.dirname(conf_file), "conf.d")
+        ),
+        bin_env=config_get("outpost:supervisor:bin_env", None),
+    )

@@ -1,0 +1,5 @@
+# Everything outpost keeps on a client: pinned Pythons, the Windows service wrapper, the apps.
+include:
+  - outpost.python
+  - outpost.winsw
+  - outpost.apps
