@@ -1,0 +1,6 @@
+"""A small WSGI app that outpost deploys in its tests and its demo."""
+
+__version__ = "1.0.0"
+
+# Tests and the demo build a deliberately broken release by setting this to False.
+HEALTHY = True

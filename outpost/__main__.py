@@ -1,0 +1,5 @@
+import sys
+
+from outpost.cli import main
+
+sys.exit(main())

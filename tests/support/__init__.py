@@ -1,0 +1,1 @@
+"""Helpers shared by the unit, functional and integration tests."""
