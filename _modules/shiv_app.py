@@ -335,6 +335,7 @@ def _go_live(releases, version, settings, saved_settings, health_timeout, action
     backend = _backend()
     old_current, old_previous = releases.current(), releases.previous()
 
+    backend.protect_folder(releases.app_dir, settings.get("user"))
     releases.save_settings(settings)
     releases.switch(version)
     _start(backend, releases, version, settings)

@@ -138,7 +138,9 @@ def installed(
 
         _verify_live(name, version)
     except SaltException as err:
-        ret.update(result=False, comment=f"{name} {version}: {err}")
+        said = str(err)
+        prefix = f"{name} {version}"
+        ret.update(result=False, comment=said if said.startswith(prefix) else f"{prefix}: {said}")
         return ret
 
     ret["comment"] = f"{name}: {_describe(ret['changes'], version, False)}"

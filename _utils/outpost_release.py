@@ -27,7 +27,7 @@ import zipfile
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PYZ_NAME = "app.pyz"
@@ -45,7 +45,7 @@ class HealthError(ReleaseError):
 
 
 def validate_app_name(name):
-    if not isinstance(name, str) or not APP_NAME.match(name):
+    if not isinstance(name, str) or not APP_NAME.fullmatch(name):
         raise SaltInvocationError(
             f"name: {name!r} is not an app name (lowercase letter, then up to 39 of a-z 0-9 _ -)"
         )
@@ -53,7 +53,7 @@ def validate_app_name(name):
 
 
 def validate_version(version, field="version"):
-    if not isinstance(version, str) or not VERSION.match(version):
+    if not isinstance(version, str) or not VERSION.fullmatch(version):
         raise SaltInvocationError(
             f"{field}: {version!r} is not a semantic version such as 1.2.3 or 1.2.3-rc.1"
         )
@@ -65,7 +65,7 @@ def normalize_sha256(source_hash):
     value = str(source_hash or "").strip().lower()
     if value.startswith("sha256="):
         value = value[len("sha256=") :]
-    if not SHA256.match(value):
+    if not SHA256.fullmatch(value):
         raise SaltInvocationError(
             "source_hash: expected 64 hex digits of sha256 (optionally prefixed 'sha256=')"
         )
@@ -176,7 +176,7 @@ class AppReleases:
             return []
         found = []
         for version in os.listdir(self.releases_dir):
-            if not VERSION.match(version):
+            if not VERSION.fullmatch(version):
                 continue
             info = self.release_info(version)
             if info is not None:

@@ -106,6 +106,9 @@ class SupervisordBackend:
         os.replace(path + ".new", path)
         return True
 
+    def protect_folder(self, path, user=None):
+        """Nothing to do: the files that hold the environment are written owner-only (0600)."""
+
     def apply(self, name):
         """Load changed program files; supervisord restarts a program whose definition changed."""
         self._ctl("reread")
@@ -165,10 +168,12 @@ def _escape_env(value):
 def backend_for(salt_funcs, config_get):
     """Pick the backend for this minion from its platform and outpost configuration."""
     if salt.utils.platform.is_windows():
+        # The formula installs WinSW under the outpost root; these follow it unless set apart.
+        root = config_get("outpost:root", "C:\\outpost")
         return outpost_service_windows.WindowsBackend(
             salt_funcs,
-            service_dir=config_get("outpost:windows:service_dir", r"C:\outpost\services"),
-            winsw_path=config_get("outpost:windows:winsw_path", r"C:\outpost\bin\winsw.exe"),
+            service_dir=config_get("outpost:windows:service_dir", root + "\\services"),
+            winsw_path=config_get("outpost:windows:winsw_path", root + "\\bin\\winsw.exe"),
         )
     conf_file = config_get("outpost:supervisor:conf_file", "/etc/supervisor/supervisord.conf")
     return SupervisordBackend(

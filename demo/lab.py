@@ -63,7 +63,8 @@ class Lab:
 
     def _common(self, name):
         return {
-            "root_dir": str(self.base / "var" / name),
+            # Salt puts root_dir in front of every path below; they are absolute already.
+            "root_dir": "/",
             "sock_dir": str(self.sockets / name),
             "pidfile": str(self.base / "var" / f"{name}.pid"),
             "log_file": str(self.base / "var" / f"{name}.log"),
@@ -130,6 +131,7 @@ class Lab:
         return self
 
     def _spawn(self, daemon, config_dir):
+        (self.base / "var").mkdir(parents=True, exist_ok=True)
         log = open(self.base / "var" / f"{daemon}-{config_dir.name}.out", "ab")  # noqa: SIM115
         self.processes.append(
             subprocess.Popen(
@@ -148,7 +150,7 @@ class Lab:
             time.sleep(0.5)
         raise RuntimeError(f"minions {self.minion_ids} did not answer within {timeout}s")
 
-    def salt(self, target, function, *args, timeout=120, check=True, tgt_type="glob"):
+    def salt(self, target, function, *args, timeout=120, check=True):
         """Run ``salt`` against the lab's master; return the parsed JSON of every minion."""
         command = [
             str(BIN / "salt"),
@@ -157,7 +159,6 @@ class Lab:
             "--out=json",
             "--static",
             f"--timeout={timeout}",
-            f"--tgt-type={tgt_type}",
             target,
             function,
             *args,

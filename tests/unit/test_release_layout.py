@@ -1,0 +1,89 @@
+"""The release folder library on its own: validation, path limits, pointers, pruning."""
+
+import os
+import shutil
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+import outpost_release
+from tests.support.apps import build_hello
+
+
+@pytest.fixture(scope="module")
+def hello_pyz(tmp_path_factory):
+    return build_hello(tmp_path_factory.mktemp("layout"), "1.0.0")
+
+
+def stage(releases, manifest, version):
+    staged = releases.stage_path(version)
+    shutil.copy(manifest["path"], staged)
+    return staged
+
+
+def test_install_refuses_a_root_whose_extraction_would_pass_max_path(tmp_path, hello_pyz):
+    deep_root = tmp_path / ("r" * 150)
+    releases = outpost_release.AppReleases(str(deep_root), "hello")
+    staged = stage(releases, hello_pyz, "1.0.0")
+
+    with pytest.raises(outpost_release.ReleaseError, match=r"^root: .* over the limit of 259"):
+        releases.install("1.0.0", staged, hello_pyz["sha256"], max_path=259)
+
+    assert not os.path.exists(staged)
+    assert releases.releases() == []
+
+
+def test_install_within_max_path_lays_out_the_release(tmp_path, hello_pyz):
+    releases = outpost_release.AppReleases(str(tmp_path), "hello")
+    staged = stage(releases, hello_pyz, "1.0.0")
+
+    info = releases.install("1.0.0", staged, hello_pyz["sha256"], max_path=259)
+
+    assert info["sha256"] == hello_pyz["sha256"]
+    assert os.path.isfile(releases.pyz_path("1.0.0"))
+    assert os.path.isdir(releases.shiv_root("1.0.0"))
+    assert releases.journal()[-1]["action"] == "install"
+
+
+def test_switch_keeps_the_old_current_as_previous(tmp_path):
+    releases = outpost_release.AppReleases(str(tmp_path), "hello")
+    releases.ensure_folders()
+
+    releases.switch("1.0.0")
+    releases.switch("1.1.0")
+    releases.switch("1.1.0")
+
+    assert (releases.current(), releases.previous()) == ("1.1.0", "1.0.0")
+    releases.restore_pointers("1.0.0", None)
+    assert (releases.current(), releases.previous()) == ("1.0.0", None)
+
+
+def test_prunable_never_names_current_or_previous():
+    releases = outpost_release.AppReleases("/nowhere", "hello")
+    installed = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+
+    assert releases.prunable(1, installed, {"1.3.0", "1.2.0"}) == ["1.0.0", "1.1.0"]
+    assert releases.prunable(1, installed, {"1.0.0", "1.3.0"}) == ["1.1.0", "1.2.0"]
+    assert releases.prunable(5, installed, set()) == []
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "field"),
+    [
+        (outpost_release.validate_app_name, "Hello", "name"),
+        (outpost_release.validate_app_name, "../etc", "name"),
+        (outpost_release.validate_version, "1.0", "version"),
+        (outpost_release.validate_version, "1.0.0\n", "version"),
+        (outpost_release.validate_version, "{{ 7*7 }}", "version"),
+        (outpost_release.normalize_sha256, "abc", "source_hash"),
+        (outpost_release.normalize_sha256, "md5=" + "0" * 32, "source_hash"),
+    ],
+)
+def test_bad_values_name_their_field(check, value, field):
+    with pytest.raises(SaltInvocationError, match=rf"^{field}: "):
+        check(value)
+
+
+def test_sha256_accepts_salt_style_prefix():
+    digest = "A" * 64
+    assert outpost_release.normalize_sha256(f"sha256={digest}") == "a" * 64
