@@ -26,7 +26,7 @@ import sys
 import urllib.parse
 
 import salt.utils.platform
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import SaltException, SaltInvocationError
 
 # Synced _utils are importable by their bare name while Salt's loader loads this module.
 import outpost_health
@@ -112,14 +112,28 @@ def _validate_env(env):
     for key in env:
         if not isinstance(key, str) or not key.replace("_", "").isalnum() or key[0].isdigit():
             raise SaltInvocationError(f"env: {key!r} is not a valid environment variable name")
-    return {key: str(value) for key, value in env.items()}
+    values = {key: str(value) for key, value in env.items()}
+    for key, value in values.items():
+        _refuse_line_breaks(value, f"env: the value of {key}")
+    return values
+
+
+def _refuse_line_breaks(value, what):
+    """Service definitions are line-based files: a line break would start a new setting."""
+    if any(char in value for char in "\r\n\x00"):
+        raise SaltInvocationError(
+            f"{what} contains a line break or NUL, which a service cannot take"
+        )
 
 
 def _validate_args(args):
     args = args or []
     if isinstance(args, str) or not isinstance(args, list):
         raise SaltInvocationError("args: expected a list of arguments, one per item")
-    return [str(arg) for arg in args]
+    args = [str(arg) for arg in args]
+    for index, arg in enumerate(args):
+        _refuse_line_breaks(arg, f"args: item {index}")
+    return args
 
 
 def _merge_settings(saved, **given):
@@ -334,12 +348,16 @@ def _go_live(releases, version, settings, saved_settings, health_timeout, action
     """Switch, restart and gate. On failure put back the release that was live."""
     backend = _backend()
     old_current, old_previous = releases.current(), releases.previous()
+    backend.validate(_service_spec(releases, version, settings))
 
     backend.protect_folder(releases.app_dir, settings.get("user"))
     releases.save_settings(settings)
     releases.switch(version)
-    _start(backend, releases, version, settings)
-    healthy, reason = _gate(backend, releases, version, settings, health_timeout)
+    try:
+        _start(backend, releases, version, settings)
+        healthy, reason = _gate(backend, releases, version, settings, health_timeout)
+    except SaltException as err:
+        healthy, reason = False, f"the service did not start: {err}"
     if healthy:
         entry = releases.record(action, version, previous=old_current, result=True)
         log.info("%s %s is live (was %s)", releases.app, version, old_current)

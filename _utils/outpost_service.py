@@ -62,7 +62,7 @@ class SupervisordBackend:
         """The program section; ``%`` is doubled because supervisord interpolates it."""
         command = " ".join(shlex.quote(str(part)) for part in spec.command)
         environment = ",".join(
-            f'{key}="{_escape_env(value)}"' for key, value in sorted(spec.env.items())
+            f"{key}={_quote_env(key, value)}" for key, value in sorted(spec.env.items())
         )
         lines = [
             f"[program:{spec.name}]",
@@ -84,6 +84,10 @@ class SupervisordBackend:
         if spec.user:
             lines.append(f"user={spec.user}")
         return "\n".join(lines) + "\n"
+
+    def validate(self, spec):
+        """Raise before anything changes when supervisord could not take ``spec``."""
+        self.render(spec)
 
     def define(self, spec):
         """Write the program file if it differs, and load it. Returns whether it changed."""
@@ -161,8 +165,22 @@ def _program_status(state, reason):
     return {"state": state, "running": state == "RUNNING", "pid": pid}
 
 
-def _escape_env(value):
-    return str(value).replace("\\", "\\\\").replace('"', '\\"')
+def _quote_env(key, value):
+    """supervisord splits ``environment`` with a non-POSIX shlex: no escapes, and it strips quote
+    characters from both ends of each value. Quote with the kind the value lacks, or refuse."""
+    value = str(value)
+    quotes = "\"'"
+    if value and (value[0] in quotes or value[-1] in quotes):
+        raise ServiceError(
+            f"env: the value of {key} starts or ends with a quote, which supervisord drops"
+        )
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise ServiceError(
+        f"env: the value of {key} holds both kinds of quote, which supervisord cannot take"
+    )
 
 
 def backend_for(salt_funcs, config_get):

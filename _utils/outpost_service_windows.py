@@ -323,6 +323,10 @@ class WindowsBackend:
         log.debug("wrote %s", path)
         return True
 
+    def validate(self, spec):
+        """Raise before anything changes when WinSW could not take ``spec``."""
+        render_xml(spec)
+
     def protect_folder(self, path, user=None):
         """An app's folder holds its settings: the same few accounts, inherited by its files."""
         self._restrict(path, user, applies_to="this_folder_subfolders_files")

@@ -223,3 +223,32 @@ def test_stopped_app_is_started_by_the_next_run(
     assert again["result"] is True, again
     assert again["changes"] == {"service": {"old": "STOPPED", "new": "RUNNING"}}
     assert healthz(app_settings["port"])["version"] == "1.0.0"
+
+
+def test_env_values_reach_the_app_exactly_and_never_the_return(
+    salt_call, hello_releases, app_settings
+):
+    """supervisord reads its program file with interpolation and its own quoting: a value with
+    quotes, commas or a percent sign must arrive unchanged."""
+    app = "environment"
+    tricky = 'a "quoted", 100% value\\with backslash'
+    settings = dict(app_settings, env={"GREETING": tricky, "OTHER": "x,y=z"})
+
+    applied = install(salt_call, app, hello_releases["1.0.0"], settings)
+
+    assert applied["result"] is True, applied
+    assert tricky not in json.dumps(applied)
+    pid = salt_call.run("shiv_app.get_status", app).data["pid"]
+    environ = pathlib.Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"GREETING={tricky}".encode() in environ
+    assert b"OTHER=x,y=z" in environ
+
+
+def test_line_breaks_in_env_are_refused(salt_call, hello_releases, app_settings):
+    settings = dict(app_settings, env={"GREETING": "one\ncommand=/bin/false"})
+
+    refused = install(salt_call, "linebreak", hello_releases["1.0.0"], settings)
+
+    assert refused["result"] is False
+    assert refused["comment"].startswith("linebreak 1.0.0: env: the value of GREETING")
+    assert "command=/bin/false" not in refused["comment"]

@@ -1,0 +1,47 @@
+"""The supervisord program file: what supervisord's own parsers read back from it."""
+
+from unittest.mock import MagicMock
+
+import pytest
+from supervisor.datatypes import dict_of_key_value_pairs
+
+import outpost_service
+
+
+def spec(**env):
+    return outpost_service.ServiceSpec(
+        name="outpost-hello",
+        display_name="outpost hello",
+        command=[
+            "/usr/bin/python3",
+            "/opt/outpost/apps/hello/releases/1.0.0/app.pyz",
+            "--x",
+            "a b",
+        ],
+        env=env,
+        workdir="/opt/outpost/apps/hello/releases/1.0.0",
+        log_dir="/opt/outpost/apps/hello/logs",
+    )
+
+
+def backend():
+    return outpost_service.SupervisordBackend(MagicMock(), "/etc/s.conf", "/etc/s.d")
+
+
+def environment_line(rendered):
+    (line,) = [line for line in rendered.splitlines() if line.startswith("environment=")]
+    return line.removeprefix("environment=").replace("%%", "%")
+
+
+def test_values_with_quotes_commas_and_percent_survive_supervisord_parsing():
+    env = {"A": 'say "hi", 100%', "B": "it's", "C": r"back\slash", "D": "k=v,w"}
+
+    parsed = dict_of_key_value_pairs(environment_line(backend().render(spec(**env))))
+
+    assert parsed == env
+
+
+@pytest.mark.parametrize("value", ["both ' and \"", '"leading', "trailing'"])
+def test_values_supervisord_would_mangle_are_refused_naming_the_variable(value):
+    with pytest.raises(outpost_service.ServiceError, match=r"^env: the value of SECRET "):
+        backend().validate(spec(SECRET=value))
