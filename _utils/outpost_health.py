@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # How long to wait between probes while a release starts: short at first, then steadier.
 FIRST_PAUSE = 0.05
 LONGEST_PAUSE = 0.5
+# Asking the service manager costs a process start; most releases are healthy before this.
+ASK_SERVICE_AFTER = 0.5
 
 
 def probe(url, expect=None, timeout=2.0):
@@ -54,7 +56,8 @@ def wait_healthy(url, expect=None, deadline_seconds=30.0, request_timeout=2.0, s
     ``still_running`` is asked between probes; when it says the process is gone for good there
     is no point waiting out the deadline.
     """
-    deadline = time.monotonic() + deadline_seconds
+    started = time.monotonic()
+    deadline = started + deadline_seconds
     pause = FIRST_PAUSE
     attempts = 0
     while True:
@@ -62,7 +65,8 @@ def wait_healthy(url, expect=None, deadline_seconds=30.0, request_timeout=2.0, s
         healthy, reason = probe(url, expect, timeout=request_timeout)
         if healthy:
             return True, reason, attempts
-        if still_running is not None and not still_running():
+        waited = time.monotonic() - started
+        if still_running is not None and waited > ASK_SERVICE_AFTER and not still_running():
             return False, f"{reason}; the service is not running", attempts
         if time.monotonic() + pause > deadline:
             log.debug("health gate gave up on %s after %s attempts: %s", url, attempts, reason)

@@ -114,8 +114,7 @@ class SupervisordBackend:
         """Nothing to do: the files that hold the environment are written owner-only (0600)."""
 
     def apply(self, name):
-        """Load changed program files; supervisord restarts a program whose definition changed."""
-        self._ctl("reread")
+        """Load changed program files; ``update`` rereads them and restarts a changed program."""
         self._ctl("update", name=name)
 
     def start(self, name):
@@ -147,7 +146,6 @@ class SupervisordBackend:
             return False
         self.stop(name)
         os.remove(path)
-        self._ctl("reread")
         self._ctl("update", name=name)
         return True
 
