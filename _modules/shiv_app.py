@@ -26,7 +26,7 @@ import sys
 import urllib.parse
 
 import salt.utils.platform
-from salt.exceptions import SaltException, SaltInvocationError
+from salt.exceptions import SaltInvocationError
 
 # Synced _utils are importable by their bare name while Salt's loader loads this module.
 import outpost_health
@@ -136,9 +136,13 @@ def _validate_args(args):
     return args
 
 
-def _merge_settings(saved, **given):
-    """Settings given now win over saved ones; every field is checked before use."""
-    settings = dict(saved or {})
+def _merge_settings(saved, complete=False, **given):
+    """Settings given now win over saved ones; every field is checked before use.
+
+    ``complete`` says the caller gave every setting it wants (a state does): a field left out
+    then goes back to its default instead of keeping what was saved.
+    """
+    settings = {} if complete else dict(saved or {})
     settings.update({key: value for key, value in given.items() if value is not None})
     if "python" not in settings:
         raise SaltInvocationError("python: required the first time an app is activated")
@@ -148,7 +152,33 @@ def _merge_settings(saved, **given):
     settings["port"] = _validate_port(settings["port"])
     settings["args"] = _validate_args(settings.get("args"))
     settings["env"] = _validate_env(settings.get("env"))
+    _validate_health_url(settings.get("health_url"))
     return settings
+
+
+def _validate_health_url(url):
+    if url and urllib.parse.urlparse(str(url)).scheme not in ("http", "https"):
+        raise SaltInvocationError(f"health_url: {url} is not an http:// or https:// URL")
+
+
+def _validate_timeout(health_timeout):
+    try:
+        seconds = float(health_timeout)
+    except (TypeError, ValueError):
+        seconds = 0
+    if not 0 < seconds <= 3600:
+        raise SaltInvocationError(f"health_timeout: {health_timeout!r} is not 1 to 3600 seconds")
+    return seconds
+
+
+def _validate_keep(keep):
+    try:
+        number = int(keep)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise SaltInvocationError(f"keep: {keep!r} must be a whole number of at least 1")
+    return number
 
 
 def _health_url(settings):
@@ -217,7 +247,8 @@ def fetch_release(name, version, source, source_hash):
 
 
 def _download(source, destination):
-    scheme = urllib.parse.urlparse(str(source)).scheme
+    source = str(source)
+    scheme = "" if os.path.isabs(source) else urllib.parse.urlparse(source).scheme
     if scheme in ("salt", "https", "http"):
         if scheme == "http":
             raise SaltInvocationError(f"source: {source} is plain http; use https or salt://")
@@ -262,12 +293,15 @@ def install_release(name, version, source, source_hash):
         salt '*' shiv_app.install_release hello 1.1.0 salt://releases/hello/hello-1.1.0.pyz <sha256>
     """
     releases = _releases(name)
+    outpost_release.validate_version(version)
     expected = outpost_release.normalize_sha256(source_hash)
+    _check_same_content(releases, version, expected)
     if releases.is_installed(version, expected):
         return {"installed": False, "release": releases.release_info(version)}
 
-    staged = fetch_release(name, version, source, expected)["path"]
-    info = releases.install(version, staged, expected, max_path=_max_path())
+    with releases.lock():
+        staged = fetch_release(name, version, source, expected)["path"]
+        info = releases.install(version, staged, expected, max_path=_max_path())
     log.info("installed %s %s (not live yet)", name, version)
     return {"installed": True, "release": info}
 
@@ -283,6 +317,7 @@ def activate_release(
     health_expect=None,
     health_timeout=30,
     user=None,
+    complete=False,
 ):
     """
     Make an installed release live: switch to it, restart the service, then gate on health.
@@ -321,6 +356,10 @@ def activate_release(
     user
         The account the service runs as. Default: the service manager's default account.
 
+    complete
+        The settings given are all there are: those left out go back to their defaults instead
+        of being remembered. Default: ``False``
+
     CLI Example:
 
     .. code-block:: bash
@@ -330,9 +369,11 @@ def activate_release(
     releases = _releases(name)
     if not releases.is_installed(version):
         raise SaltInvocationError(f"version: {name} {version} is not installed on this minion")
+    health_timeout = _validate_timeout(health_timeout)
     saved = releases.settings()
     settings = _merge_settings(
         saved,
+        complete=complete,
         python=python,
         port=port,
         args=args,
@@ -341,7 +382,8 @@ def activate_release(
         health_expect=health_expect,
         user=user,
     )
-    return _go_live(releases, version, settings, saved, float(health_timeout), "activate")
+    with releases.lock():
+        return _go_live(releases, version, settings, saved, health_timeout, "activate")
 
 
 def _go_live(releases, version, settings, saved_settings, health_timeout, action):
@@ -356,7 +398,7 @@ def _go_live(releases, version, settings, saved_settings, health_timeout, action
     try:
         _start(backend, releases, version, settings)
         healthy, reason = _gate(backend, releases, version, settings, health_timeout)
-    except SaltException as err:
+    except Exception as err:  # whatever broke, the old release must come back
         healthy, reason = False, f"the service did not start: {err}"
     if healthy:
         entry = releases.record(action, version, previous=old_current, result=True)
@@ -373,11 +415,12 @@ def _go_live(releases, version, settings, saved_settings, health_timeout, action
     )
 
 
-def _start(backend, releases, version, settings):
+def _start(backend, releases, version, settings, force_restart=False):
+    """Define and load the service; restart it unless loading a changed definition did."""
     spec = _service_spec(releases, version, settings)
     changed = backend.define(spec)
     backend.apply(spec.name)
-    if not changed or not backend.status(spec.name)["running"]:
+    if force_restart or not changed or not backend.status(spec.name)["running"]:
         backend.restart(spec.name)
 
 
@@ -445,10 +488,12 @@ def rollback_release(name, version=None, health_timeout=30):
         raise SaltInvocationError(
             f"version: {name} {target} is not installed here, so it cannot be rolled back to"
         )
+    health_timeout = _validate_timeout(health_timeout)
     saved = releases.settings()
     if not saved:
         raise SaltInvocationError(f"name: {name} was never activated on this minion")
-    return _go_live(releases, target, saved, saved, float(health_timeout), "rollback")
+    with releases.lock():
+        return _go_live(releases, target, saved, saved, health_timeout, "rollback")
 
 
 def restart_app(name, health_timeout=30):
@@ -471,10 +516,12 @@ def restart_app(name, health_timeout=30):
     current, settings = releases.current(), releases.settings()
     if not current or not settings:
         raise SaltInvocationError(f"name: {name} has no live release on this minion")
+    health_timeout = _validate_timeout(health_timeout)
     backend = _backend()
 
-    backend.restart(_service_name(name))
-    healthy, reason = _gate(backend, releases, current, settings, float(health_timeout))
+    with releases.lock():
+        _start(backend, releases, current, settings, force_restart=True)
+        healthy, reason = _gate(backend, releases, current, settings, health_timeout)
     releases.record("restart", current, result=healthy, reason=reason)
     log.info("restarted %s %s: %s", name, current, reason)
     if not healthy:
@@ -485,7 +532,7 @@ def restart_app(name, health_timeout=30):
 # -- planning -----------------------------------------------------------------------------------
 
 
-def plan_release(name, version, source_hash, keep=3, **settings):
+def plan_release(name, version, source_hash, keep=3, health_timeout=30, complete=False, **settings):
     """
     Say what making a release live would change, without changing anything.
 
@@ -503,6 +550,13 @@ def plan_release(name, version, source_hash, keep=3, **settings):
     keep
         How many releases to keep afterwards. Default: ``3``
 
+    health_timeout
+        Only checked here, so that a bad value fails before anything changes. Default: ``30``
+
+    complete
+        The settings given are all there are (see ``shiv_app.activate_release``). Default:
+        ``False``
+
     settings
         ``python``, ``port``, ``args``, ``env``, ``health_url``, ``health_expect``, ``user``, as
         for ``shiv_app.activate_release``.
@@ -519,8 +573,11 @@ def plan_release(name, version, source_hash, keep=3, **settings):
     unknown = set(settings) - set(SETTING_FIELDS) - {key for key in settings if key[:2] == "__"}
     if unknown:
         raise SaltInvocationError(f"{sorted(unknown)[0]}: not a setting of shiv_app")
+    keep = _validate_keep(keep)
+    _validate_timeout(health_timeout)
     saved = releases.settings()
-    wanted = _merge_settings(saved, **{key: settings.get(key) for key in SETTING_FIELDS})
+    given = {key: settings.get(key) for key in SETTING_FIELDS}
+    wanted = _merge_settings(saved, complete=complete, **given)
     current = releases.current()
     plan = {}
 
@@ -533,14 +590,26 @@ def plan_release(name, version, source_hash, keep=3, **settings):
     if changed_settings:
         plan["settings"] = changed_settings
     if not plan:
-        service = _backend().status(_service_name(name))
-        if not service["running"]:
-            plan["service"] = {"old": service["state"], "new": "RUNNING"}
+        service = _service_drift(name, wanted, version)
+        if service:
+            plan["service"] = service
 
-    pruned = _predict_pruned(releases, version, current, int(keep))
+    pruned = _predict_pruned(releases, version, current, keep)
     if pruned:
         plan["pruned"] = pruned
     return plan
+
+
+def _service_drift(name, settings, version):
+    """A live release whose service stopped, or that stopped answering, needs a restart."""
+    service = _backend().status(_service_name(name))
+    if not service["running"]:
+        return {"old": service["state"], "new": "RUNNING"}
+    expect = settings.get("health_expect") or version
+    healthy, reason = outpost_health.probe(_health_url(settings), expect)
+    if not healthy:
+        return {"old": f"RUNNING, unhealthy: {reason}", "new": "RUNNING, healthy"}
+    return None
 
 
 def _check_same_content(releases, version, expected):
@@ -737,12 +806,11 @@ def prune_releases(name, keep=3):
         salt '*' shiv_app.prune_releases hello keep=2
     """
     releases = _releases(name)
-    keep = int(keep)
-    if keep < 1:
-        raise SaltInvocationError(f"keep: {keep} must be at least 1")
-    pruned = releases.prunable(keep)
-    for version in pruned:
-        releases.remove_release(version)
+    keep = _validate_keep(keep)
+    with releases.lock():
+        pruned = releases.prunable(keep)
+        for version in pruned:
+            releases.remove_release(version)
     if pruned:
         releases.record("prune", None, removed=pruned, keep=keep)
         log.info("pruned %s releases %s", name, ", ".join(pruned))
@@ -767,16 +835,16 @@ def remove_app(name):
     releases = _releases(name)
     if not releases.exists():
         return False
-    _backend().remove(_service_name(name))
 
-    for entry in os.listdir(releases.app_dir):
-        if entry == os.path.basename(releases.journal_path):
-            continue
-        path = os.path.join(releases.app_dir, entry)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-    releases.record("remove", None)
+    with releases.lock():
+        _backend().remove(_service_name(name))
+        kept = {os.path.basename(releases.journal_path), ".lock"}
+        for entry in set(os.listdir(releases.app_dir)) - kept:
+            path = os.path.join(releases.app_dir, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        releases.record("remove", None)
     log.info("removed app %s", name)
     return True

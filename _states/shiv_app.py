@@ -110,7 +110,15 @@ def installed(
         "user": user,
     }
     try:
-        plan = __salt__["shiv_app.plan_release"](name, version, source_hash, keep=keep, **settings)
+        plan = __salt__["shiv_app.plan_release"](
+            name,
+            version,
+            source_hash,
+            keep=keep,
+            health_timeout=health_timeout,
+            complete=True,
+            **settings,
+        )
         if not plan:
             return ret
         if __opts__["test"]:
@@ -124,7 +132,7 @@ def installed(
             ret["changes"]["installed"] = version
         if "version" in plan or "settings" in plan:
             __salt__["shiv_app.activate_release"](
-                name, version, health_timeout=health_timeout, **settings
+                name, version, health_timeout=health_timeout, complete=True, **settings
             )
             ret["changes"].update(
                 {key: plan[key] for key in ("version", "settings") if key in plan}
@@ -171,14 +179,19 @@ def rolled_back(name, version=None, health_timeout=30):
     health_timeout
         Seconds the release has to become healthy. Default: ``30``
     """
-    ret = _ret(name, f"{name} {version} is already live")
+    ret = _ret(name, f"{name} {version or 'previous release'} is already live")
     try:
-        current = __salt__["shiv_app.show_current"](name)
-        current_version = current and current["version"]
-        target = version or _previous(name)
-        if target == current_version:
+        releases = __salt__["shiv_app.list_releases"](name)
+        current = next((r["version"] for r in releases if r["current"]), None)
+        target = version or _previous(releases)
+        ret["comment"] = f"{name} {target} is already live"
+        if target == current:
             return ret
-        change = {"version": {"old": current_version, "new": target}}
+        if target not in {release["version"] for release in releases}:
+            raise SaltException(
+                f"version: {target} is not installed, so it cannot be rolled back to"
+            )
+        change = {"version": {"old": current, "new": target}}
         if __opts__["test"]:
             ret.update(result=None, changes=change, comment=f"{name}: would roll back to {target}")
             return ret
@@ -193,8 +206,8 @@ def rolled_back(name, version=None, health_timeout=30):
     return ret
 
 
-def _previous(name):
-    for release in __salt__["shiv_app.list_releases"](name):
+def _previous(releases):
+    for release in releases:
         if release["previous"]:
             return release["version"]
     raise SaltException("version: there is no previous release to roll back to")

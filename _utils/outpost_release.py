@@ -15,6 +15,7 @@ Layout under the outpost root (``C:\\outpost`` on Windows, ``/opt/outpost`` else
 Nothing here talks to Salt: the execution module is the adapter.
 """
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -28,7 +29,10 @@ import zipfile
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?$")
+VERSION = re.compile(
+    r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}"  # bounded: a version becomes a folder name
+    r"(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?"
+)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PYZ_NAME = "app.pyz"
 SHIV_ROOT_NAME = "x"
@@ -214,13 +218,27 @@ class AppReleases:
 
     # -- changing -----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def lock(self):
+        """One change at a time per app: an activation and a rollback must not interleave.
+
+        The operating system drops the lock when its holder dies, so a killed job blocks nothing.
+        """
+        os.makedirs(self.app_dir, exist_ok=True)
+        with open(os.path.join(self.app_dir, ".lock"), "a+b") as handle:
+            _lock_file(handle)
+            try:
+                yield
+            finally:
+                _unlock_file(handle)
+
     def ensure_folders(self):
         os.makedirs(self.releases_dir, exist_ok=True)
         os.makedirs(self.staging_dir, exist_ok=True)
 
     def record(self, action, version=None, **fields):
         """Append one line to the journal; a line is written whole or not at all."""
-        self.ensure_folders()
+        os.makedirs(self.app_dir, exist_ok=True)
         entry = {"time": now_iso(), "app": self.app, "action": action, "version": version}
         entry.update(fields)
         line = json.dumps(entry, sort_keys=True) + "\n"
@@ -315,3 +333,31 @@ class AppReleases:
             installed = [info["version"] for info in self.releases()]
         kept = set(installed[-keep:]) if keep > 0 else set()
         return [v for v in installed if v not in kept and v not in protected]
+
+
+def _lock_file(handle):
+    if os.name == "nt":
+        import msvcrt  # pylint: disable=import-outside-toplevel
+
+        handle.seek(0)
+        while True:
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                return
+            except OSError:  # LK_LOCK gives up after ten seconds; keep waiting
+                continue
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+
+
+def _unlock_file(handle):
+    if os.name == "nt":
+        import msvcrt  # pylint: disable=import-outside-toplevel
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -12,6 +12,7 @@ from start to end.
 
 import dataclasses
 import os
+import re
 import shlex
 import stat
 
@@ -20,6 +21,8 @@ from salt.exceptions import CommandExecutionError
 
 # Synced _utils are importable by their bare name while Salt's loader loads a module.
 import outpost_service_windows
+
+INLINE_COMMENT = re.compile(r"\s[;#]")
 
 
 class ServiceError(CommandExecutionError):
@@ -61,6 +64,7 @@ class SupervisordBackend:
     def render(self, spec):
         """The program section; ``%`` is doubled because supervisord interpolates it."""
         command = " ".join(shlex.quote(str(part)) for part in spec.command)
+        _refuse_inline_comment(command, "args: an argument")
         environment = ",".join(
             f"{key}={_quote_env(key, value)}" for key, value in sorted(spec.env.items())
         )
@@ -111,7 +115,19 @@ class SupervisordBackend:
         return True
 
     def protect_folder(self, path, user=None):
-        """Nothing to do: the files that hold the environment are written owner-only (0600)."""
+        """Files holding the environment are written owner-only (0600). An app with a service
+        account of its own must own its folder: shiv extracts into SHIV_ROOT as that account."""
+        if not user:
+            return
+        import pwd  # pylint: disable=import-outside-toplevel
+
+        try:
+            account = pwd.getpwnam(user)
+        except KeyError:
+            raise ServiceError(f"user: there is no account named {user} on this minion") from None
+        for folder, _, files in os.walk(path):
+            for entry in (folder, *(os.path.join(folder, name) for name in files)):
+                os.chown(entry, account.pw_uid, account.pw_gid)
 
     def apply(self, name):
         """Load changed program files; ``update`` rereads them and restarts a changed program."""
@@ -163,10 +179,17 @@ def _program_status(state, reason):
     return {"state": state, "running": state == "RUNNING", "pid": pid}
 
 
+def _refuse_inline_comment(text, what):
+    """supervisord's INI reader cuts a line at a ``;`` or ``#`` that follows white space."""
+    if INLINE_COMMENT.search(text):
+        raise ServiceError(f"{what} holds ';' or '#' after a space, which supervisord cuts off")
+
+
 def _quote_env(key, value):
     """supervisord splits ``environment`` with a non-POSIX shlex: no escapes, and it strips quote
     characters from both ends of each value. Quote with the kind the value lacks, or refuse."""
     value = str(value)
+    _refuse_inline_comment(value, f"env: the value of {key}")
     quotes = "\"'"
     if value and (value[0] in quotes or value[-1] in quotes):
         raise ServiceError(

@@ -66,6 +66,8 @@ class Lab:
             # Salt puts root_dir in front of every path below; they are absolute already.
             "root_dir": "/",
             "sock_dir": str(self.sockets / name),
+            # Synced modules stay with this lab, not in the machine-wide cache of another checkout.
+            "extension_modules": str(self.base / "var" / name / "extmods"),
             "pidfile": str(self.base / "var" / f"{name}.pid"),
             "log_file": str(self.base / "var" / f"{name}.log"),
             "user": getpass.getuser(),

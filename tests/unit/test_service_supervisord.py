@@ -4,6 +4,7 @@ from unittest.mock import MagicMock
 
 import pytest
 from supervisor.datatypes import dict_of_key_value_pairs
+from supervisor.options import UnhosedConfigParser
 
 import outpost_service
 
@@ -29,8 +30,10 @@ def backend():
 
 
 def environment_line(rendered):
-    (line,) = [line for line in rendered.splitlines() if line.startswith("environment=")]
-    return line.removeprefix("environment=").replace("%%", "%")
+    """The environment option as supervisord's own INI reader hands it over."""
+    parser = UnhosedConfigParser()
+    parser.read_string(rendered)
+    return parser.saneget("program:outpost-hello", "environment")
 
 
 def test_values_with_quotes_commas_and_percent_survive_supervisord_parsing():
@@ -45,3 +48,18 @@ def test_values_with_quotes_commas_and_percent_survive_supervisord_parsing():
 def test_values_supervisord_would_mangle_are_refused_naming_the_variable(value):
     with pytest.raises(outpost_service.ServiceError, match=r"^env: the value of SECRET "):
         backend().validate(spec(SECRET=value))
+
+
+@pytest.mark.parametrize("value", ["abc #def", "x ;y", "tab\t;z"])
+def test_inline_comment_markers_after_white_space_are_refused(value):
+    """supervisord's INI reader cut such values short, and the rest of the line with them."""
+    with pytest.raises(outpost_service.ServiceError, match=r"^env: the value of TOKEN "):
+        backend().validate(spec(TOKEN=value))
+
+
+def test_comment_markers_without_white_space_are_kept():
+    env = {"A": "a;b", "B": "c#d"}
+
+    parsed = dict_of_key_value_pairs(environment_line(backend().render(spec(**env))))
+
+    assert parsed == env
