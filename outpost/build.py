@@ -27,11 +27,15 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from shiv.constants import SOURCE_DATE_EPOCH_DEFAULT
 
+from outpost.errors import BadArgument, OutpostError
+
 # outpost never runs a zipapp through its shebang: the client starts it with a pinned interpreter.
 SHEBANG = "/usr/bin/env python3"
 # What outpost itself supports, for apps that declare nothing narrower.
 DEFAULT_PYTHON_REQUIREMENT = ">=3.10"
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# The master accepts no other app name (_utils/outpost_webhook.py); it also names folders there.
+APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 NATIVE_SUFFIXES = (".so", ".pyd")
 OUTPUT_TAIL_LINES = 20
 
@@ -45,12 +49,8 @@ ANY_LEVEL_LEFTOVERS = shutil.ignore_patterns(
 log = logging.getLogger(__name__)
 
 
-class BuildError(Exception):
+class BuildError(OutpostError):
     """The release could not be built; the message says what went wrong."""
-
-
-class BadArgument(BuildError):
-    """An argument is wrong; the message names it."""
 
 
 def build_release(
@@ -61,16 +61,20 @@ def build_release(
     python_requirement=None,
     entry_point=None,
     console_script=None,
+    app_name=None,
 ):
     """
     Build ``source_dir`` (or the first of ``requirements``) into ``<name>-<version>.pyz``.
 
     Writes the zipapp and ``<name>-<version>.manifest.json`` into ``out_dir`` and returns the
-    manifest, plus ``path`` and ``manifest_path``, the absolute paths of the two files.
+    manifest, plus ``path`` and ``manifest_path``, the absolute paths of the two files. The
+    manifest's ``app`` is ``app_name``, or else the distribution's name.
     """
     source, out, requirements = check_arguments(
         source_dir, out_dir, requirements, python_requirement, entry_point, console_script
     )
+    if app_name is not None:
+        check_app_name(app_name, "--app")
 
     with tempfile.TemporaryDirectory(prefix="outpost-build-") as work:
         work = Path(work)
@@ -84,11 +88,14 @@ def build_release(
         requires_python = choose_python_requirement(python_requirement, app, site)
 
         name, version = canonicalize_name(app.metadata["Name"]), app.version
+        if app_name is None:
+            app_name = check_app_name(name, "the distribution name (give --app NAME)")
         packed = work / f"{name}-{version}.pyz"
         pack(site, entry, packed)
         pyz = publish(packed, out)
 
     manifest = {
+        "app": app_name,
         "name": name,
         "version": version,
         "file": pyz.name,
@@ -126,6 +133,15 @@ def check_arguments(source_dir, out_dir, requirements, python_requirement, entry
     if out.exists() and not out.is_dir():
         raise BadArgument(f"--out: {out_dir} exists and is not a folder")
     return source, out, list(requirements)
+
+
+def check_app_name(name, where):
+    if not isinstance(name, str) or not APP_NAME.fullmatch(name):
+        raise BadArgument(
+            f"{where}: {name!r} is not an outpost app name: a lowercase letter, then up to 39 "
+            "lowercase letters, digits, '-' or '_'"
+        )
+    return name
 
 
 def check_source_dir(source_dir):

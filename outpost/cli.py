@@ -3,6 +3,10 @@ The ``outpost`` command: what runs on the master and in CI.
 
 Commands are grouped by what they act on (``outpost release build``); each leaf parser sets
 ``handler``, a function of the parsed arguments that returns the exit status.
+
+A release goes build, scan, sign, publish, notify; every step after build takes the manifest's
+path. Secrets (the webhook secret, an upload token) come from environment variables named on the
+command line, never from arguments, and are never printed.
 """
 
 import argparse
@@ -12,7 +16,17 @@ import logging
 import os
 import sys
 
-from outpost.build import BadArgument, BuildError, build_release
+from outpost.build import build_release
+from outpost.errors import BadArgument, OutpostError
+from outpost.manifest import load_release
+from outpost.notify import announce
+from outpost.publish import DEFAULT_URL_PREFIX, publish_over_https, publish_to_folder
+from outpost.scan import scan_release
+from outpost.signing import generate_keys, sign_manifest
+from outpost.web import is_success
+
+DEFAULT_SECRET_ENV = "OUTPOST_WEBHOOK_SECRET"  # noqa: S105 (a variable's name, not a secret)
+ANSWER_MAX_CHARS = 2000
 
 log = logging.getLogger("outpost")
 
@@ -35,6 +49,11 @@ def build_parser():
     release = commands.add_parser("release", help="build and handle app releases")
     actions = release.add_subparsers(dest="action", required=True, metavar="ACTION")
     add_release_build(actions)
+    add_release_scan(actions)
+    add_release_keygen(actions)
+    add_release_sign(actions)
+    add_release_publish(actions)
+    add_release_notify(actions)
     return parser
 
 
@@ -77,6 +96,12 @@ def add_release_build(actions):
         metavar="NAME",
         help="the console script to run (default: the app's only one)",
     )
+    build.add_argument(
+        "--app",
+        metavar="NAME",
+        help="the app's name in outpost, as the master and clients know it (default: the "
+        "distribution's name)",
+    )
     build.set_defaults(handler=run_release_build, parser=build)
 
 
@@ -88,9 +113,203 @@ def run_release_build(args):
         python_requirement=args.python_requirement,
         entry_point=args.entry_point,
         console_script=args.console_script,
+        app_name=args.app,
     )
     print(json.dumps(manifest, indent=2))
     return 0
+
+
+def add_manifest_argument(parser):
+    parser.add_argument(
+        "manifest", metavar="MANIFEST", help="the manifest written by outpost release build"
+    )
+
+
+def add_release_scan(actions):
+    scan = actions.add_parser(
+        "scan",
+        help="scan a built release: bandit, an SBOM and pip-audit",
+        description=(
+            "Run bandit over the app's own code in the zipapp, write a CycloneDX SBOM of every "
+            "distribution in it beside MANIFEST, and check the dependencies with pip-audit. "
+            "The results are added to MANIFEST under 'scan' and printed. Exits 1 when bandit "
+            "finds a HIGH severity issue; pip-audit's service being unreachable is recorded, "
+            "not fatal."
+        ),
+    )
+    add_manifest_argument(scan)
+    scan.add_argument(
+        "--allow-high",
+        action="store_true",
+        help="exit 0 even when bandit finds HIGH severity issues (recorded in the manifest)",
+    )
+    scan.set_defaults(handler=run_release_scan, parser=scan)
+
+
+def run_release_scan(args):
+    outcome = scan_release(args.manifest, allow_high=args.allow_high)
+    print(json.dumps(outcome.scan, indent=2))
+    audit = outcome.scan["pip_audit"]
+    if audit["status"] == "unavailable":
+        print(f"outpost: warning: pip-audit checked nothing: {audit['reason']}", file=sys.stderr)
+    if not outcome.high_issues or args.allow_high:
+        return 0
+
+    for issue in outcome.high_issues:
+        print(f"outpost: HIGH: {issue}", file=sys.stderr)
+    print(
+        f"outpost: error: bandit found {len(outcome.high_issues)} HIGH severity issue(s); "
+        "fix them, or pass --allow-high to release anyway",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def add_release_keygen(actions):
+    keygen = actions.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for signing releases",
+        description=(
+            "Write a new Ed25519 private key (PKCS8 PEM, mode 0600) for CI to sign manifests "
+            "with, and its public key as base64 of the raw 32 bytes, as the master's "
+            "configuration lists trusted keys. The public key is also printed. Existing files "
+            "are never replaced."
+        ),
+    )
+    keygen.add_argument("--private", required=True, metavar="PATH", help="the private key file")
+    keygen.add_argument("--public", required=True, metavar="PATH", help="the public key file")
+    keygen.set_defaults(handler=run_release_keygen, parser=keygen)
+
+
+def run_release_keygen(args):
+    print(generate_keys(args.private, args.public))
+    return 0
+
+
+def add_release_sign(actions):
+    sign = actions.add_parser(
+        "sign",
+        help="sign a release's manifest with Ed25519",
+        description=(
+            "Check that the zipapp beside MANIFEST is the one it describes, then write "
+            "MANIFEST.sig: the base64 Ed25519 signature over the canonical manifest. Sign after "
+            "scan: scanning changes the manifest and removes an earlier signature."
+        ),
+    )
+    add_manifest_argument(sign)
+    sign.add_argument("--key", required=True, metavar="PATH", help="the private key (PEM)")
+    sign.set_defaults(handler=run_release_sign, parser=sign)
+
+
+def run_release_sign(args):
+    print(sign_manifest(load_release(args.manifest), args.key))
+    return 0
+
+
+def add_release_publish(actions):
+    publish = actions.add_parser(
+        "publish",
+        help="copy or upload a signed release to where clients fetch it",
+        description=(
+            "Publish the zipapp, MANIFEST, MANIFEST.sig and the SBOM under <app>/, into a folder "
+            "the master serves (--root) or to an HTTPS artifact store (--url), and print the "
+            "zipapp's URL for outpost release notify. A published file never changes: the same "
+            "bytes again are accepted, other bytes refused."
+        ),
+    )
+    add_manifest_argument(publish)
+    where = publish.add_mutually_exclusive_group(required=True)
+    where.add_argument("--root", metavar="DIR", help="the folder served as the URL prefix")
+    where.add_argument(
+        "--url", metavar="URL", help="an https:// store to PUT each file to, under <URL><app>/"
+    )
+    publish.add_argument(
+        "--url-prefix",
+        metavar="PREFIX",
+        help=f"with --root: what the master calls DIR (default: {DEFAULT_URL_PREFIX})",
+    )
+    publish.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="with --url: the environment variable holding a bearer token for the store",
+    )
+    publish.add_argument(
+        "--cacert", metavar="FILE", help="with --url: trust only this CA certificate (PEM)"
+    )
+    publish.set_defaults(handler=run_release_publish, parser=publish)
+
+
+def run_release_publish(args):
+    if args.root and (args.token_env or args.cacert):
+        raise BadArgument("--token-env and --cacert go with --url, not --root")
+    if args.url and args.url_prefix:
+        raise BadArgument("--url-prefix goes with --root; with --url the URL is the prefix")
+
+    release = load_release(args.manifest)
+    if args.root:
+        url = publish_to_folder(release, args.root, args.url_prefix or DEFAULT_URL_PREFIX)
+    else:
+        token = secret_from_env(args.token_env, "--token-env") if args.token_env else None
+        url = publish_over_https(release, args.url, token=token, cacert=args.cacert)
+    print(url)
+    return 0
+
+
+def secret_from_env(name, option):
+    value = os.environ.get(name)
+    if not value:
+        raise BadArgument(f"{option}: the environment variable {name} is not set")
+    return value
+
+
+def add_release_notify(actions):
+    notify = actions.add_parser(
+        "notify",
+        help="announce a published release to the master's webhook",
+        description=(
+            "POST MANIFEST, its signature and ARTIFACT_URL to the master's salt-api webhook, "
+            "signed with HMAC-SHA256 under the shared secret read from the environment. Prints "
+            "the answer; exits 1 unless it is 2xx."
+        ),
+    )
+    add_manifest_argument(notify)
+    notify.add_argument(
+        "--hook",
+        required=True,
+        metavar="URL",
+        help=(
+            "the webhook, e.g. https://salt.example.com:8000/hook/outpost/release; plain "
+            "http:// only to this machine"
+        ),
+    )
+    notify.add_argument(
+        "--artifact-url",
+        required=True,
+        metavar="URL",
+        help="where clients fetch the zipapp, as outpost release publish printed it",
+    )
+    notify.add_argument(
+        "--secret-env",
+        default=DEFAULT_SECRET_ENV,
+        metavar="NAME",
+        help=f"the environment variable holding the webhook secret (default: {DEFAULT_SECRET_ENV})",
+    )
+    notify.add_argument("--cacert", metavar="FILE", help="trust only this CA certificate (PEM)")
+    notify.set_defaults(handler=run_release_notify, parser=notify)
+
+
+def run_release_notify(args):
+    secret = secret_from_env(args.secret_env, "--secret-env")
+    release = load_release(args.manifest)
+    status, reason, answer = announce(
+        release, args.hook, args.artifact_url, secret, cacert=args.cacert
+    )
+
+    print(f"HTTP {status} {reason}")
+    text = answer.decode("utf-8", errors="replace").strip()
+    if text:
+        print(text[:ANSWER_MAX_CHARS])
+    return 0 if is_success(status) else 1
 
 
 def main(argv=None):
@@ -106,7 +325,7 @@ def main(argv=None):
     except BadArgument as err:
         # Reads like argparse's own complaints: usage, then the message, exit status 2.
         args.parser.error(str(err))
-    except BuildError as err:
+    except OutpostError as err:
         print(f"outpost: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -115,4 +334,8 @@ def main(argv=None):
     except BrokenPipeError:
         # The reader left early (``| head``); point stdout at nothing so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as err:
+        # A file the command reads or writes: the message names it and says why.
+        print(f"outpost: error: {err}", file=sys.stderr)
         return 1

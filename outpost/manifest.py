@@ -1,0 +1,121 @@
+"""
+A release on disk: the manifest ``outpost release build`` wrote, the zipapp beside it, and what
+later steps add there (``<manifest>.sig`` from ``sign``, the SBOM from ``scan``).
+
+Every command after ``build`` starts from the manifest's path; names read from the manifest are
+checked before they become paths, because they end up as file names on the master.
+"""
+
+import base64
+import binascii
+import dataclasses
+import json
+from pathlib import Path
+
+from outpost.build import check_app_name, sha256_of, write_atomically
+from outpost.errors import BadArgument, OutpostError
+
+ED25519_SIGNATURE_BYTES = 64
+
+
+class ReleaseError(OutpostError):
+    """A release's files are missing, damaged, or do not match its manifest."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    manifest: dict
+    manifest_path: Path
+
+    @property
+    def folder(self):
+        return self.manifest_path.parent
+
+    @property
+    def pyz(self):
+        return self.folder / self.manifest["file"]
+
+    @property
+    def signature_path(self):
+        return self.manifest_path.with_name(self.manifest_path.name + ".sig")
+
+    @property
+    def app(self):
+        if "app" not in self.manifest:
+            raise ReleaseError(
+                f"{self.manifest_path.name}: no 'app' field; rebuild with "
+                "outpost release build --app NAME"
+            )
+        return check_app_name(self.manifest["app"], f"{self.manifest_path.name}: app")
+
+    @property
+    def sbom_path(self):
+        """The SBOM ``scan`` wrote, or None before a scan."""
+        sbom = self.manifest.get("scan", {}).get("sbom")
+        return self.folder / plain_file_name(sbom["file"], "scan.sbom.file") if sbom else None
+
+
+def load_release(manifest_path):
+    path = Path(manifest_path).absolute()
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadArgument(f"MANIFEST: {manifest_path} does not exist") from None
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"{manifest_path}: not a readable JSON manifest ({err})") from None
+
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
+        raise ReleaseError(f"{manifest_path}: not a manifest from outpost release build")
+    plain_file_name(manifest["file"], f"{path.name}: file")
+    return Release(manifest, path)
+
+
+def plain_file_name(name, field):
+    """A name for a file in the release folder: no folder part, nothing hidden."""
+    if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+        raise ReleaseError(f"{field}: {name!r} is not a plain file name")
+    return name
+
+
+def check_artifact(release):
+    """The zipapp is there and is the one the manifest describes."""
+    pyz = release.pyz
+    if not pyz.is_file():
+        raise ReleaseError(f"{pyz.name}: the zipapp the manifest names is not beside it")
+    if sha256_of(pyz) != release.manifest.get("sha256"):
+        raise ReleaseError(f"{pyz.name}: its sha256 differs from the manifest's; rebuild it")
+
+
+def check_sbom(release):
+    sbom = release.sbom_path
+    if sbom is None:
+        return None
+    if not sbom.is_file():
+        raise ReleaseError(f"{sbom.name}: the SBOM the manifest names is not beside it")
+    if sha256_of(sbom) != release.manifest["scan"]["sbom"].get("sha256"):
+        raise ReleaseError(f"{sbom.name}: its sha256 differs from the manifest's; scan again")
+    return sbom
+
+
+def read_signature(release):
+    """The base64 signature ``outpost release sign`` wrote, checked for shape only."""
+    path = release.signature_path
+    try:
+        signature = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ReleaseError(f"{path.name}: missing; run outpost release sign first") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReleaseError(f"{path.name}: unreadable ({err})") from None
+
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise ReleaseError(f"{path.name}: not base64") from None
+    if len(raw) != ED25519_SIGNATURE_BYTES:
+        raise ReleaseError(f"{path.name}: not an Ed25519 signature ({len(raw)} bytes)")
+    return signature
+
+
+def write_manifest(release, manifest):
+    write_atomically(release.manifest_path, json.dumps(manifest, indent=2) + "\n")
+    return Release(manifest, release.manifest_path)

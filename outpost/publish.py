@@ -1,0 +1,138 @@
+"""
+Put a signed release where clients fetch it: a folder the master serves (``salt://releases``), or
+an HTTPS artifact store.
+
+A published file never changes. The same bytes again are fine, so a retried publish succeeds;
+different bytes under a published name are refused, and in a folder nothing is copied then.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from outpost.build import sha256_of
+from outpost.errors import BadArgument
+from outpost.manifest import ReleaseError, check_artifact, check_sbom, read_signature
+from outpost.web import TransferError, check_url, is_success, send, tls_context
+
+DEFAULT_URL_PREFIX = "salt://releases"
+PUBLISHED_MODE = 0o644
+
+log = logging.getLogger(__name__)
+
+
+def release_files(release):
+    """The files to publish, checked against the manifest: the zipapp first, the signature last."""
+    check_artifact(release)
+    read_signature(release)
+    sbom = check_sbom(release)
+    if sbom is None:
+        log.warning("%s has no scan results: no SBOM to publish", release.manifest_path.name)
+    return [release.pyz, *([sbom] if sbom else []), release.manifest_path, release.signature_path]
+
+
+# -- a folder the master serves ---------------------------------------------------------------
+
+
+def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX):
+    """Copy the release into ``root/<app>/``; return the artifact URL the master will see."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BadArgument(f"--root: {root} is not a folder")
+    folder = root / release.app
+    files = release_files(release)
+
+    # Every name is checked before anything is copied, so a refused publish leaves no trace.
+    for source in files:
+        already_published(source, folder / source.name)
+    folder.mkdir(exist_ok=True)
+    for source in files:
+        place(source, folder / source.name)
+
+    log.info("published %s %s into %s", release.app, release.manifest["version"], folder)
+    return f"{url_prefix.rstrip('/')}/{release.app}/{release.pyz.name}"
+
+
+def already_published(source, target):
+    """True when ``target`` holds the same bytes; refuses when it holds others."""
+    if not target.exists():
+        return False
+    if sha256_of(target) != sha256_of(source):
+        raise ReleaseError(
+            f"{target} already exists with other content; a published release never changes"
+        )
+    return True
+
+
+def place(source, target):
+    if already_published(source, target):
+        log.debug("%s is already published", target)
+        return
+
+    descriptor, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as out, open(source, "rb") as stream:
+            shutil.copyfileobj(stream, out)
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp makes the file private; the master may read as another user.
+        os.chmod(partial, PUBLISHED_MODE)
+        # A hard link never replaces: if the name appeared meanwhile, this fails instead.
+        os.link(partial, target)
+    except FileExistsError:
+        already_published(source, target)
+    finally:
+        os.unlink(partial)
+
+
+# -- an HTTPS artifact store ------------------------------------------------------------------
+
+
+def publish_over_https(release, base_url, token=None, cacert=None):
+    """PUT each file to ``<base_url><app>/<file>``; return the zipapp's URL."""
+    check_url(base_url, "--url")
+    if "?" in base_url or "#" in base_url:
+        raise BadArgument("--url: file names are appended to it, so it takes no query or fragment")
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    context = tls_context(cacert)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    for source in release_files(release):
+        upload_once(f"{base}{release.app}/{source.name}", source, headers, context)
+    log.info("published %s %s to %s", release.app, release.manifest["version"], base)
+    return f"{base}{release.app}/{release.pyz.name}"
+
+
+def upload_once(url, source, headers, context):
+    # If-None-Match: * asks the store to refuse (412) rather than overwrite. A store that ignores
+    # it overwrites: configure the store itself to keep objects immutable too.
+    put_headers = dict(headers, **{"If-None-Match": "*"})
+    put_headers["Content-Type"] = content_type(source)
+    put_headers["Content-Length"] = str(source.stat().st_size)
+    with open(source, "rb") as body:
+        request = urllib.request.Request(url, data=body, headers=put_headers, method="PUT")
+        status, reason, _ = send(request, context)
+
+    if is_success(status):
+        log.info("uploaded %s", url)
+        return
+    if status == 412 and same_remote_content(url, source, headers, context):
+        log.info("%s is already published", url)
+        return
+    if status == 412:
+        raise ReleaseError(f"{url} already holds other content; a published release never changes")
+    raise TransferError(f"PUT {url}: the store answered {status} {reason}")
+
+
+def same_remote_content(url, source, headers, context):
+    status, reason, body = send(urllib.request.Request(url, headers=headers), context)
+    if not is_success(status):
+        raise TransferError(f"GET {url}: the store answered {status} {reason} after a 412")
+    return body == source.read_bytes()
+
+
+def content_type(path):
+    return "application/json" if path.name.endswith(".json") else "application/octet-stream"
