@@ -3,6 +3,7 @@ Shared fixtures: a real salt-master and salt-minion (pytest-salt-factories), a r
 and the repository's state tree and custom modules served by the master's fileserver.
 """
 
+import base64
 import logging
 import os
 import pathlib
@@ -21,7 +22,21 @@ from demo.supervisor import Supervisord  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-EXTENSION_FOLDERS = ("_modules", "_states", "_utils", "_beacons", "_runners", "_returners")
+# Folders the master serves next to the state tree (salt://_modules, salt://reactor, ...).
+SERVED_FOLDERS = (
+    "_modules",
+    "_states",
+    "_utils",
+    "_beacons",
+    "_runners",
+    "_returners",
+    "_pillar",
+    "reactor",
+)
+# What `salt-run saltutil.sync_all` would put in the master's extension_modules.
+MASTER_EXTENSIONS = {"runners": "_runners", "pillar": "_pillar", "utils": "_utils"}
+CLIENTS = ("client-1", "client-2", "client-3")
+WEBHOOK_SECRET = "test-webhook-secret-3f9a"
 
 
 def app_python():
@@ -45,7 +60,8 @@ def short_root():
     """Unix socket paths must stay under 108 characters, so daemons live under a short /tmp path."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="op-", dir="/tmp"))
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    if not os.environ.get("OUTPOST_KEEP_TEST_FILES"):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +74,7 @@ def ext_tree(short_root):
     """The custom modules, as the master serves them under salt://_modules and friends."""
     tree = short_root / "ext"
     tree.mkdir()
-    for folder in EXTENSION_FOLDERS:
+    for folder in SERVED_FOLDERS:
         (tree / folder).symlink_to(REPO / folder)
     (tree / "releases").mkdir()
     return tree
@@ -80,14 +96,78 @@ def supervisord(short_root):
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, ext_tree, pillar_tree):
+def signing_key():
+    """The Ed25519 key CI signs release manifests with; the master trusts its public half."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="session")
+def api_port():
+    return free_port()
+
+
+def link_master_extensions(folder):
+    """Put the runners, pillar and utils where the master loads them from."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, source in MASTER_EXTENSIONS.items():
+        (folder / kind).symlink_to(REPO / source)
+
+
+def outpost_master_config(short_root, signing_key):
+    from cryptography.hazmat.primitives import serialization
+
+    public = signing_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return {
+        "webhook": {"secret": WEBHOOK_SECRET},
+        "releases": {
+            "signing_keys": [base64.b64encode(public).decode()],
+            "allowlist": ["salt://releases/"],
+        },
+        "registry": {"driver": "sqlite", "path": str(short_root / "registry.sqlite")},
+        "apps": {
+            "hello": {"clients": list(CLIENTS), "canary": 1, "batch": 1, "soak": 0},
+            "slowpoke": {"clients": list(CLIENTS[:2]), "canary": 1, "state_timeout": 6},
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def app_ports():
+    """Each client runs the rollout apps on ports of its own: they all share this machine."""
+    return {
+        client: {app: free_port() for app in ("hello", "shop", "slowpoke")} for client in CLIENTS
+    }
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
         "pillar_roots": {"base": [str(pillar_tree)]},
         "fileserver_followsymlinks": True,
+        # Relative: Salt puts the master's root_dir in front of it.
+        "extension_modules": "extmods",
+        "ext_pillar": [{"outpost_registry": {}}],
+        "reactor": [
+            {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
+            {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
+        ],
+        "rest_cherrypy": {
+            "host": "127.0.0.1",
+            "port": api_port,
+            "disable_ssl": True,
+            "webhook_disable_auth": True,
+        },
+        "outpost": outpost_master_config(short_root, signing_key),
         "log_level_logfile": "info",
     }
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
+    link_master_extensions(factory.config["extension_modules"])
     with factory.started():
         yield factory
 
@@ -97,12 +177,16 @@ def outpost_root(short_root):
     return short_root / "outpost"
 
 
-@pytest.fixture(scope="session")
-def salt_minion(salt_master, supervisord, outpost_root):
-    overrides = {
-        "outpost": {"root": str(outpost_root), "supervisor": supervisord.minion_config()},
+def client_overrides(outpost_root, supervisor):
+    return {
+        "outpost": {"root": str(outpost_root), "supervisor": supervisor.minion_config()},
         "log_level_logfile": "info",
     }
+
+
+@pytest.fixture(scope="session")
+def salt_minion(salt_master, supervisord, outpost_root):
+    overrides = client_overrides(outpost_root, supervisord)
     factory = salt_master.salt_minion_daemon("client-1", overrides=overrides)
     with factory.started():
         synced = factory.salt_call_cli().run("saltutil.sync_all")

@@ -37,6 +37,7 @@ def test_highstate_converges_the_pillar_apps(
         }
     }
     pillar["outpost"]["apps"]["formula"]["source"] = release["source"]
+    top_before = (pillar_tree / "top.sls").read_text()
     (pillar_tree / "outpost.sls").write_text(yaml.safe_dump(pillar))
     (pillar_tree / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["outpost"]}}))
     salt_call.run("saltutil.refresh_pillar", "wait=True")
@@ -53,5 +54,5 @@ def test_highstate_converges_the_pillar_apps(
 
         assert changed(highstate(salt_call)) == {}
     finally:
-        (pillar_tree / "top.sls").write_text("base: {}\n")
+        (pillar_tree / "top.sls").write_text(top_before)
         salt_call.run("saltutil.refresh_pillar", "wait=True")

@@ -1,6 +1,6 @@
 {#- Every app this client's pillar names, at the release the pillar asks for. -#}
 {%- from "outpost/map.jinja" import outpost, is_windows, python_path with context %}
-{%- for app, settings in outpost.apps | dictsort %}
+{%- for app, settings in outpost.apps | dictsort if settings.get("version") %}
 {%-   set version = settings.version %}
 
 outpost-apps-{{ app }}-installed:

@@ -1,0 +1,364 @@
+"""
+The release registry: which release each client should run, and how every rollout went.
+
+SQLite on the master is the embedded default; PostgreSQL (psycopg2) serves several masters that
+share one registry. Both speak the same SQL here; placeholders are written ``?`` and translated.
+
+Master configuration::
+
+    outpost:
+      registry:
+        driver: sqlite                 # or postgres
+        path: /var/cache/salt/master/outpost/registry.sqlite
+        # dsn: "host=db dbname=outpost user=outpost"   # postgres; password from ~/.pgpass
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import sqlite3
+
+from salt.exceptions import CommandExecutionError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    app TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL, source TEXT NOT NULL,
+    manifest TEXT NOT NULL, registered_at TEXT NOT NULL, PRIMARY KEY (app, version));
+CREATE TABLE IF NOT EXISTS desired (
+    app TEXT NOT NULL, client TEXT NOT NULL, version TEXT NOT NULL, rollout_id INTEGER,
+    updated_at TEXT NOT NULL, PRIMARY KEY (app, client));
+CREATE TABLE IF NOT EXISTS history (
+    id {serial}, time TEXT NOT NULL, app TEXT NOT NULL, client TEXT, version TEXT,
+    previous TEXT, event TEXT NOT NULL, rollout_id INTEGER, reason TEXT);
+CREATE TABLE IF NOT EXISTS rollouts (
+    id {serial}, app TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL,
+    phase TEXT NOT NULL, counts TEXT NOT NULL, reason TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS one_running_rollout_per_app
+    ON rollouts (app) WHERE status = 'running';
+"""
+SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgres": "SERIAL PRIMARY KEY"}
+FINISHED = ("succeeded", "halted", "superseded")
+
+
+class RegistryError(CommandExecutionError):
+    """The registry could not be read or written."""
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Registry:
+    """One connection per use; every method is one transaction."""
+
+    def __init__(self, driver="sqlite", path=None, dsn=None):
+        if driver not in SERIAL:
+            raise RegistryError(f"registry:driver: {driver!r} is not sqlite or postgres")
+        self.driver = driver
+        self.path = path
+        self.dsn = dsn
+        self._create_schema()
+
+    @classmethod
+    def from_opts(cls, opts):
+        config = (opts.get("outpost") or {}).get("registry") or {}
+        default_path = os.path.join(opts.get("cachedir", "."), "outpost", "registry.sqlite")
+        return cls(
+            driver=config.get("driver", "sqlite"),
+            path=config.get("path", default_path),
+            dsn=config.get("dsn"),
+        )
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _connect(self):
+        if self.driver == "sqlite":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            return connection
+        import psycopg2  # pylint: disable=import-outside-toplevel
+
+        return psycopg2.connect(self.dsn)
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        try:
+            connection = self._connect()
+        except Exception as err:  # the drivers' own error classes differ
+            raise RegistryError(f"registry: cannot open the {self.driver} registry: {err}") from err
+        try:
+            cursor = connection.cursor()
+            if self.driver == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+            yield _Cursor(cursor, self.driver)
+            connection.commit()
+        except Exception:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def _create_schema(self):
+        with self._transaction() as cursor:
+            for statement in SCHEMA.format(serial=SERIAL[self.driver]).split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+
+    # -- releases -----------------------------------------------------------------------------
+
+    def register_release(self, app, version, sha256, source, manifest):
+        """Record a release once; the same version with other content is refused."""
+        with self._transaction() as cursor:
+            known = cursor.one(
+                "SELECT sha256 FROM releases WHERE app = ? AND version = ?", (app, version)
+            )
+            if known and known[0] != sha256:
+                raise RegistryError(
+                    f"manifest.sha256: {app} {version} is registered with other content"
+                )
+            if not known:
+                cursor.execute(
+                    "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?)",
+                    (app, version, sha256, source, json.dumps(manifest, sort_keys=True), now_iso()),
+                )
+                self._log(cursor, app, None, version, None, "registered")
+        return not known
+
+    def release(self, app, version):
+        with self._transaction() as cursor:
+            row = cursor.one(
+                "SELECT app, version, sha256, source, manifest, registered_at FROM releases "
+                "WHERE app = ? AND version = ?",
+                (app, version),
+            )
+        if not row:
+            return None
+        return dict(
+            zip(
+                ("app", "version", "sha256", "source", "manifest", "registered_at"),
+                row,
+                strict=True,
+            )
+        )
+
+    # -- desired releases ---------------------------------------------------------------------
+
+    def desired_for_client(self, client):
+        """``{app: {version, source, source_hash}}`` of every app this client should run."""
+        with self._transaction() as cursor:
+            rows = cursor.all(
+                "SELECT d.app, d.version, r.source, r.sha256 FROM desired d JOIN releases r "
+                "ON r.app = d.app AND r.version = d.version WHERE d.client = ?",
+                (client,),
+            )
+        return {
+            app: {"version": version, "source": source, "source_hash": f"sha256={sha256}"}
+            for app, version, source, sha256 in rows
+        }
+
+    def desired(self, app):
+        """``{client: version}`` for one app."""
+        with self._transaction() as cursor:
+            rows = cursor.all("SELECT client, version FROM desired WHERE app = ?", (app,))
+        return dict(rows)
+
+    def set_desired(self, app, clients, version, rollout_id, event, reason=None):
+        """Point clients at a release; history keeps what each pointed at before."""
+        with self._transaction() as cursor:
+            for client in clients:
+                row = cursor.one(
+                    "SELECT version FROM desired WHERE app = ? AND client = ?", (app, client)
+                )
+                previous = row[0] if row else None
+                if row:
+                    cursor.execute(
+                        "UPDATE desired SET version = ?, rollout_id = ?, updated_at = ? "
+                        "WHERE app = ? AND client = ?",
+                        (version, rollout_id, now_iso(), app, client),
+                    )
+                else:
+                    cursor.execute(
+                        "INSERT INTO desired VALUES (?, ?, ?, ?, ?)",
+                        (app, client, version, rollout_id, now_iso()),
+                    )
+                self._log(cursor, app, client, version, previous, event, rollout_id, reason)
+
+    def moved_in_rollout(self, rollout_id):
+        """``{client: version before}`` for every client a rollout moved, first move wins."""
+        with self._transaction() as cursor:
+            rows = cursor.all(
+                "SELECT client, previous FROM history WHERE rollout_id = ? AND event = 'promote' "
+                "ORDER BY id",
+                (rollout_id,),
+            )
+        moved = {}
+        for client, previous in rows:
+            moved.setdefault(client, previous)
+        return moved
+
+    def forget_desired(self, app, clients, rollout_id, reason):
+        """Clients that had no release before a halted rollout go back to having none."""
+        with self._transaction() as cursor:
+            for client in clients:
+                cursor.execute("DELETE FROM desired WHERE app = ? AND client = ?", (app, client))
+                self._log(cursor, app, client, None, None, "rollback", rollout_id, reason)
+
+    # -- rollouts -----------------------------------------------------------------------------
+
+    def claim_rollout(self, app, version):
+        """Start a rollout, or queue it when one of the same app runs. Returns (id, status).
+
+        A newer queued release supersedes an older queued one: only the newest waits.
+        """
+        with self._transaction() as cursor:
+            running = cursor.one(
+                "SELECT id FROM rollouts WHERE app = ? AND status = 'running'", (app,)
+            )
+            if running:
+                cursor.execute(
+                    "UPDATE rollouts SET status = 'superseded', updated_at = ?, reason = ? "
+                    "WHERE app = ? AND status = 'queued'",
+                    (now_iso(), f"a newer release ({version}) arrived", app),
+                )
+            status = "queued" if running else "running"
+            rollout_id = cursor.insert_returning_id(
+                "INSERT INTO rollouts (app, version, status, phase, counts, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (app, version, status, status, "{}", now_iso(), now_iso()),
+            )
+        return rollout_id, status
+
+    def promote_queued(self, app):
+        """After a rollout ends, the newest queued one of the same app runs next."""
+        with self._transaction() as cursor:
+            if cursor.one("SELECT id FROM rollouts WHERE app = ? AND status = 'running'", (app,)):
+                return None
+            row = cursor.one(
+                "SELECT id, version FROM rollouts WHERE app = ? AND status = 'queued' "
+                "ORDER BY id DESC",
+                (app,),
+            )
+            if not row:
+                return None
+            cursor.execute(
+                "UPDATE rollouts SET status = 'running', phase = 'running', updated_at = ? "
+                "WHERE id = ?",
+                (now_iso(), row[0]),
+            )
+        return {"id": row[0], "version": row[1]}
+
+    def update_rollout(self, rollout_id, phase, counts=None, status=None, reason=None):
+        with self._transaction() as cursor:
+            cursor.execute(
+                "UPDATE rollouts SET phase = ?, counts = COALESCE(?, counts), "
+                "status = COALESCE(?, status), reason = COALESCE(?, reason), updated_at = ? "
+                "WHERE id = ?",
+                (
+                    phase,
+                    json.dumps(counts) if counts is not None else None,
+                    status,
+                    reason,
+                    now_iso(),
+                    rollout_id,
+                ),
+            )
+
+    def rollout(self, rollout_id):
+        rows = self._rollouts("WHERE id = ?", (rollout_id,))
+        if not rows:
+            raise RegistryError(f"rollout_id: no rollout {rollout_id}")
+        return rows[0]
+
+    def rollouts(self, app=None, limit=20):
+        if app:
+            return self._rollouts("WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit))
+        return self._rollouts("ORDER BY id DESC LIMIT ?", (limit,))
+
+    def _rollouts(self, where, params):
+        columns = (
+            "id",
+            "app",
+            "version",
+            "status",
+            "phase",
+            "counts",
+            "reason",
+            "created_at",
+            "updated_at",
+        )
+        with self._transaction() as cursor:
+            # Column names and clauses are this module's own constants; values are parameters.
+            rows = cursor.all(f"SELECT {', '.join(columns)} FROM rollouts {where}", params)  # noqa: S608
+        found = [dict(zip(columns, row, strict=True)) for row in rows]
+        for rollout in found:
+            rollout["counts"] = json.loads(rollout["counts"])
+        return found
+
+    # -- history ------------------------------------------------------------------------------
+
+    def history(self, app=None, client=None, rollout_id=None):
+        clauses, params = [], []
+        for column, value in (("app", app), ("client", client), ("rollout_id", rollout_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns = (
+            "id",
+            "time",
+            "app",
+            "client",
+            "version",
+            "previous",
+            "event",
+            "rollout_id",
+            "reason",
+        )
+        with self._transaction() as cursor:
+            # Column names and clauses are this module's own constants; values are parameters.
+            rows = cursor.all(
+                f"SELECT {', '.join(columns)} FROM history {where} ORDER BY id",  # noqa: S608
+                tuple(params),
+            )
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def log(self, app, event, client=None, version=None, rollout_id=None, reason=None):
+        with self._transaction() as cursor:
+            self._log(cursor, app, client, version, None, event, rollout_id, reason)
+
+    @staticmethod
+    def _log(cursor, app, client, version, previous, event, rollout_id=None, reason=None):
+        cursor.execute(
+            "INSERT INTO history (time, app, client, version, previous, event, rollout_id, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (now_iso(), app, client, version, previous, event, rollout_id, reason),
+        )
+
+
+class _Cursor:
+    """SQL written once with ``?`` placeholders, run on either driver."""
+
+    def __init__(self, cursor, driver):
+        self.cursor = cursor
+        self.driver = driver
+
+    def _sql(self, sql):
+        return sql.replace("?", "%s") if self.driver == "postgres" else sql
+
+    def execute(self, sql, params=()):
+        self.cursor.execute(self._sql(sql), params)
+
+    def one(self, sql, params=()):
+        self.execute(sql, params)
+        return self.cursor.fetchone()
+
+    def all(self, sql, params=()):
+        self.execute(sql, params)
+        return self.cursor.fetchall()
+
+    def insert_returning_id(self, sql, params):
+        self.execute(sql + " RETURNING id", params)
+        return self.cursor.fetchone()[0]

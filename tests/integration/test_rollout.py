@@ -1,0 +1,182 @@
+"""
+Release events to clients: salt-api's webhook, the reactor, the runner, the orchestration, three
+real minions each with its own supervisord.
+"""
+
+import base64
+import contextlib
+import json
+import pathlib
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+import outpost_registry
+import outpost_webhook
+from demo.supervisor import Supervisord
+from tests.conftest import CLIENTS, WEBHOOK_SECRET, app_python, client_overrides
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def salt_api(salt_master):
+    factory = salt_master.salt_api_daemon()
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def clients(salt_master, salt_minion, short_root):
+    """client-1 is the session's minion; client-2 and client-3 join it here."""
+    started = {"client-1": salt_minion}
+    with contextlib.ExitStack() as stack:
+        for client in CLIENTS[1:]:
+            supervisor = Supervisord(short_root / f"sv-{client}").start()
+            stack.callback(supervisor.stop)
+            root = short_root / f"outpost-{client}"
+            factory = salt_master.salt_minion_daemon(
+                client, overrides=client_overrides(root, supervisor)
+            )
+            stack.enter_context(factory.started())
+            factory.salt_call_cli().run("saltutil.sync_all")
+            started[client] = factory
+        yield started
+
+
+@pytest.fixture(scope="module")
+def rollout_pillar(pillar_tree, app_ports, clients):
+    """The app settings of each client (its own ports); releases come from the registry."""
+    apps = {}
+    for client in CLIENTS:
+        apps[client] = {
+            "hello": {
+                "python": app_python(),
+                "port": app_ports[client]["hello"],
+                "health_timeout": 8,
+            },
+            "slowpoke": {
+                "python": app_python(),
+                "port": app_ports[client]["slowpoke"],
+                "health_timeout": 25,
+            },
+        }
+    template = (
+        "{% set apps = " + json.dumps(apps) + " %}\n"
+        "outpost:\n  apps: {{ apps.get(grains['id'], {}) | json }}\n"
+    )
+    (pillar_tree / "outpost_apps.sls").write_text(template)
+    (pillar_tree / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["outpost_apps"]}}))
+    for factory in clients.values():
+        factory.salt_call_cli().run("saltutil.refresh_pillar", "wait=True")
+    yield apps
+    (pillar_tree / "top.sls").write_text("base: {}\n")
+
+
+@pytest.fixture(scope="module")
+def registry(short_root, salt_master):
+    return outpost_registry.Registry(driver="sqlite", path=str(short_root / "registry.sqlite"))
+
+
+@pytest.fixture
+def announce(api_port, signing_key, hello_releases):
+    """Sign and post a release announcement the way CI does; return the HTTP status."""
+
+    def post(version, app="hello", secret=WEBHOOK_SECRET, stamp=None, edit=None, raw=None):
+        release = hello_releases[version]
+        manifest = {key: release[key] for key in ("name", "version", "sha256", "size")}
+        manifest["app"] = app
+        body = {
+            "manifest": manifest,
+            "signature": base64.b64encode(
+                signing_key.sign(outpost_webhook.canonical_manifest(manifest))
+            ).decode(),
+            "artifact_url": release["source"],
+        }
+        if edit:
+            edit(body)
+        payload = raw if raw is not None else json.dumps(body).encode()
+        stamp = int(time.time()) if stamp is None else stamp
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/hook/outpost/release",
+            data=payload,
+            headers={
+                "Content-Type": "application/json",
+                "X-Outpost-Timestamp": str(stamp),
+                "X-Outpost-Signature": outpost_webhook.hmac_signature(secret, stamp, payload),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+
+    return post
+
+
+def wait_for_rollout(registry, app, version, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished = [
+            rollout
+            for rollout in registry.rollouts(app, limit=50)
+            if rollout["version"] == version and rollout["status"] in ("succeeded", "halted")
+        ]
+        if finished:
+            return finished[0]
+        time.sleep(0.5)
+    raise AssertionError(f"the rollout of {app} {version} did not finish in {timeout}s")
+
+
+def live(app_ports, client, app="hello"):
+    try:
+        url = f"http://127.0.0.1:{app_ports[client][app]}/healthz"
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            return json.loads(answer.read())["version"]
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def client_journal(short_root, outpost_root, client, app="hello"):
+    root = outpost_root if client == "client-1" else short_root / f"outpost-{client}"
+    path = pathlib.Path(root, "apps", app, "journal.jsonl")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def ready(salt_api, clients, rollout_pillar):
+    return clients
+
+
+def test_releases_roll_out_and_a_broken_one_halts_at_the_canary(
+    ready, announce, registry, app_ports, short_root, outpost_root
+):
+    for version in ("1.0.0", "1.1.0"):
+        assert announce(version) == 200
+        done = wait_for_rollout(registry, "hello", version)
+        assert done["status"] == "succeeded", done
+        assert {client: live(app_ports, client) for client in CLIENTS} == dict.fromkeys(
+            CLIENTS, version
+        )
+
+    assert announce("1.2.0") == 200
+    halted = wait_for_rollout(registry, "hello", "1.2.0")
+
+    assert halted["status"] == "halted", halted
+    assert {client: live(app_ports, client) for client in CLIENTS} == dict.fromkeys(
+        CLIENTS, "1.1.0"
+    )
+    assert registry.desired("hello") == dict.fromkeys(CLIENTS, "1.1.0")
+    canary, *others = CLIENTS
+    assert registry.moved_in_rollout(halted["id"]) == {canary: "1.1.0"}
+    assert any(
+        entry["version"] == "1.2.0" for entry in client_journal(short_root, outpost_root, canary)
+    )
+    for client in others:
+        assert not any(
+            entry["version"] == "1.2.0"
+            for entry in client_journal(short_root, outpost_root, client)
+        ), f"{client} was touched"
