@@ -180,3 +180,99 @@ def test_releases_roll_out_and_a_broken_one_halts_at_the_canary(
             entry["version"] == "1.2.0"
             for entry in client_journal(short_root, outpost_root, client)
         ), f"{client} was touched"
+
+
+def _bad_requests():
+    """Each bad request, and the field its refusal must name."""
+
+    def edit_manifest(**fields):
+        def apply(body):
+            body["manifest"].update(fields)
+
+        return apply
+
+    return {
+        "wrong hmac": ({"secret": "not-the-secret"}, "X-Outpost-Signature"),
+        "replayed": ({"stamp": int(time.time()) - 600}, "old"),
+        "bad signature": ({"edit": lambda b: b.update(signature="AAAA")}, "signature"),
+        "newline in version": ({"edit": edit_manifest(version="1.0.0\nrm")}, "manifest.version"),
+        "template braces": ({"edit": edit_manifest(version="{{ 7*7 }}")}, "manifest.version"),
+        "sha256 not hex": ({"edit": edit_manifest(sha256="z" * 64)}, "manifest.sha256"),
+        "artifact off allowlist": (
+            {"edit": lambda b: b.update(artifact_url="https://evil.example/hello.pyz")},
+            "artifact_url",
+        ),
+        "names targets": ({"edit": lambda b: b.update(tgt="*")}, "targets"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_requests()))
+def test_bad_requests_are_refused_with_a_security_event_and_no_job(
+    case, ready, announce, registry, event_listener, salt_master
+):
+    options, field = _bad_requests()[case]
+    rollouts_before = registry.rollouts(limit=1000)
+    start = time.time()
+
+    assert announce("1.0.0", **options) == 200
+
+    refused = event_listener.wait_for_events(
+        [(salt_master.id, "outpost/security/release-refused")], timeout=60, after_time=start
+    )
+    assert refused.found_all_events, case
+    (event,) = refused.matches
+    assert field in event.data["reason"]
+    assert registry.rollouts(limit=1000) == rollouts_before
+    jobs = event_listener.get_events([(salt_master.id, "salt/job/*/new")], after_time=start)
+    assert not [job for job in jobs if job.data.get("fun") != "saltutil.find_job"]
+
+
+def test_a_client_that_never_returns_fails_the_rollout(
+    ready, signing_key, api_port, hello_releases, registry, app_ports, announce
+):
+    """slowpoke's clients have 6 s to return a state that takes 25 s to give up on 1.2.0."""
+    assert announce("1.2.0", app="slowpoke") == 200
+
+    halted = wait_for_rollout(registry, "slowpoke", "1.2.0")
+
+    assert halted["status"] == "halted", halted
+    assert "client-2" not in registry.moved_in_rollout(halted["id"])
+    assert live(app_ports, "client-2", "slowpoke") is None
+
+
+def test_an_offline_client_converges_when_it_comes_back(
+    ready, announce, registry, app_ports, event_listener, salt_master
+):
+    offline = ready["client-3"]
+    offline.terminate()
+    start = time.time()
+    try:
+        assert announce("1.3.0") == 200
+        done = wait_for_rollout(registry, "hello", "1.3.0")
+        assert done["status"] == "succeeded", done
+        assert done["counts"]["pending"] == 1
+        assert registry.desired("hello")["client-3"] == "1.3.0"
+        assert live(app_ports, "client-3") == "1.1.0"
+    finally:
+        offline.start()
+
+    deadline = time.monotonic() + 90
+    while live(app_ports, "client-3") != "1.3.0" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert live(app_ports, "client-3") == "1.3.0"
+    phases = [
+        f"outpost/release/hello/1.3.0/{phase}"
+        for phase in ("planned", "canary", "gate", "batch-1", "succeeded")
+    ]
+    progress = event_listener.get_events([(salt_master.id, tag) for tag in phases], start)
+    assert {event.tag for event in progress} == set(phases)
+
+
+def test_status_shows_rollouts_and_clients_as_a_table(ready, salt_master, registry):
+    ret = salt_master.salt_run_cli(timeout=60).run("outpost_release.status", "hello")
+
+    assert ret.returncode == 0
+    text = ret.stdout
+    for word in ("rollout", "status", "halted", "succeeded"):
+        assert word in text
+    assert "client-3" in text
