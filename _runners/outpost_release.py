@@ -322,8 +322,8 @@ def halt(rollout_id, reason=None):
     """
     registry = _registry()
     rollout_ = registry.rollout(int(rollout_id))
-    reason = reason or rollout_["reason"] or f"halted in phase {rollout_['phase']}"
     moved = registry.moved_in_rollout(rollout_["id"])
+    reason = reason or rollout_["reason"] or _why_not_live(rollout_, sorted(moved))
     back = {client: previous for client, previous in moved.items() if previous}
     fresh = sorted(client for client, previous in moved.items() if not previous)
 
@@ -344,6 +344,21 @@ def halt(rollout_id, reason=None):
         reason,
     )
     return {"halted": rollout_["id"], "reason": reason, "rolled_back": sorted(moved)}
+
+
+def _why_not_live(rollout_, clients):
+    """The state run of a batch failed: name the clients that did not go live."""
+    answers = _local().cmd(
+        clients, "shiv_app.show_current", [rollout_["app"]], tgt_type="list", timeout=30
+    )
+    behind = [
+        client
+        for client in clients
+        if not isinstance(answers.get(client), dict)
+        or answers[client].get("version") != rollout_["version"]
+    ]
+    who = ", ".join(behind) or "no client"
+    return f"{rollout_['phase']}: {who} did not go live on {rollout_['version']}"
 
 
 def _converge(app, back, fresh):
@@ -444,6 +459,19 @@ def _table(rows):
         "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+
+
+def rollouts(app=None, limit=20):
+    """
+    The newest rollouts, newest first, with their status, phase and counts.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run outpost_release.rollouts hello
+    """
+    return _registry().rollouts(app, limit=int(limit))
 
 
 def history(app=None, client=None, rollout_id=None):

@@ -1,124 +1,144 @@
 """
-`make demo`: a local master and client run the life of a release, start to end.
+`make demo`: the main job of outpost on this machine, start to end.
 
-hello 1.0.0 is installed, upgraded to 1.1.0, and a broken 1.2.0 fails its health gate, so 1.1.0
-is put back and stays live; a rollback to 1.0.0 then needs no download. Each step is a plain
-highstate driven by the client's pillar, exactly as an ops engineer would run it.
+A salt-master with salt-api and three clients start under .demo/. CI's own script
+(ci/release.sh: build, scan, sign, publish, notify) ships hello 1.0.0, then 1.1.0, then a broken
+1.2.0 whose /healthz answers 503. Each announcement reaches the master through salt-api's webhook;
+the reactor hands it to the rollout: a canary, a health gate, then the rest one by one. 1.0.0 and
+1.1.0 reach every client; 1.2.0 fails at the canary, the rollout halts, the canary goes back to
+1.1.0 and the other clients are never touched.
 """
 
 import json
+import os
 import pathlib
+import secrets
+import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 
-from demo.lab import Lab, free_port
-from tests.support.apps import build_hello
+from demo.lab import REPO, Lab, free_port
+from tests.support.apps import hello_source
 
-CLIENT = "client-1"
+CLIENTS = ("client-1", "client-2", "client-3")
 APP = "hello"
+STORY = (("1.0.0", True), ("1.1.0", True), ("1.2.0", False))
+OUTPOST = pathlib.Path(sys.executable).parent / "outpost"
+
+
+def make_signing_key(work):
+    """A fresh Ed25519 key pair, as `outpost release keygen` makes it for CI."""
+    private, public = work / "signing.pem", work / "signing.pub"
+    subprocess.run(
+        [str(OUTPOST), "release", "keygen", "--private", str(private), "--public", str(public)],
+        check=True,
+        capture_output=True,
+    )
+    return private.read_text(), public.read_text().strip()
+
+
+def client_pillar(lab, ports):
+    """Each client's app settings; which release it runs comes from the registry."""
+    settings = {
+        client: {APP: {"python": "/usr/bin/python3", "port": ports[client], "health_timeout": 8}}
+        for client in CLIENTS
+    }
+    template = (
+        "{% set apps = " + json.dumps(settings) + " %}\n"
+        "outpost:\n  apps: {{ apps.get(grains['id'], {}) | json }}\n"
+    )
+    (lab.pillar_dir / "outpost_apps.sls").write_text(template)
+    (lab.pillar_dir / "top.sls").write_text("base:\n  '*':\n    - outpost_apps\n")
+    lab.salt("*", "saltutil.refresh_pillar", "wait=True")
+
+
+def ship(lab, work, version, healthy, key):
+    """What the release workflow runs on a tag, here on this machine."""
+    source = hello_source(work, version, healthy=healthy)
+    env = dict(
+        os.environ,
+        PATH=f"{OUTPOST.parent}:{os.environ['PATH']}",
+        OUTPOST_APP_SOURCE=str(source),
+        OUTPOST_APP=APP,
+        OUTPOST_OUT=str(work / f"dist-{version}"),
+        OUTPOST_SIGNING_KEY=key,
+        OUTPOST_PUBLISH_ROOT=str(lab.releases_dir),
+        OUTPOST_HOOK_URL=lab.hook_url,
+        OUTPOST_WEBHOOK_SECRET=lab.secret,
+    )
+    done = subprocess.run(
+        ["/bin/bash", str(REPO / "ci" / "release.sh"), "all"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"ci/release.sh failed:\n{done.stdout}\n{done.stderr}")
+
+
+def wait_for_rollout(lab, version, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for rollout in lab.runner("outpost_release.rollouts", APP) or []:
+            if rollout["version"] == version and rollout["status"] in ("succeeded", "halted"):
+                return rollout["status"]
+        time.sleep(1)
+    return "did not finish"
 
 
 def live_version(port):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
             return json.loads(answer.read())["version"]
-    except OSError as err:
-        return f"down ({err})"
-
-
-def highstate(lab):
-    results = lab.salt(CLIENT, "state.apply").get(CLIENT, {})
-    if not isinstance(results, dict):
-        return False, str(results)
-    ours = [value for key, value in results.items() if "shiv_app" in key]
-    ok = all(value["result"] for value in results.values())
-    return ok, ours[0]["comment"] if ours else "no outpost state ran"
-
-
-def pillar_for(lab, release, port):
-    return {
-        "outpost": {
-            "root": str(lab.outpost_root(CLIENT)),
-            "apps": {
-                APP: {
-                    "version": release["version"],
-                    "source": release["source"],
-                    "source_hash": f"sha256={release['sha256']}",
-                    "python": "/usr/bin/python3",
-                    "port": port,
-                    "health_timeout": 10,
-                    "keep": 3,
-                }
-            },
-        }
-    }
-
-
-def build_releases(lab, work):
-    print("building hello 1.0.0, 1.1.0 and a broken 1.2.0 with shiv ...", flush=True)
-    releases = {}
-    for version, healthy in (("1.0.0", True), ("1.1.0", True), ("1.2.0", False)):
-        manifest = build_hello(pathlib.Path(work), version, healthy=healthy, cache=False)
-        releases[version] = dict(manifest, source=lab.publish(manifest))
-    return releases
-
-
-def run_story(lab, releases):
-    port = free_port()
-    rows = []
-    for version in ("1.0.0", "1.1.0", "1.2.0"):
-        print(f"highstate with pillar asking for hello {version} ...", flush=True)
-        lab.write_pillar(pillar_for(lab, releases[version], port))
-        ok, comment = highstate(lab)
-        rows.append(
-            (f"highstate: hello {version}", "ok" if ok else "FAILED", live_version(port), comment)
-        )
-
-    print("rolling back to 1.0.0 with the published files removed ...", flush=True)
-    for path in lab.releases_dir.rglob("*.pyz"):
-        path.unlink()
-    rolled = lab.salt(CLIENT, "shiv_app.rollback_release", APP, "1.0.0").get(CLIENT)
-    ok = isinstance(rolled, dict) and rolled.get("live") == "1.0.0"
-    rows.append(
-        (
-            "rollback to 1.0.0 (no download)",
-            "ok" if ok else "FAILED",
-            live_version(port),
-            str(rolled),
-        )
-    )
-    return rows
+    except OSError:
+        return "-"
 
 
 def print_table(rows):
-    headers = ("step", "state", "live version", "what outpost said")
-    widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(3)]
+    headers = ("release", "rollout", *CLIENTS)
+    widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(len(headers))]
     print()
-    for row in (headers, tuple("-" * w for w in widths) + ("-" * 17,), *rows):
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, str(row[3])]))
+    for row in (headers, tuple("-" * w for w in widths), *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def run_story(lab, work, key, ports):
+    rows = []
+    for version, healthy in STORY:
+        label = version if healthy else f"{version} (broken)"
+        print(f"CI ships hello {label}: build, scan, sign, publish, notify ...", flush=True)
+        ship(lab, work, version, healthy, key)
+        outcome = wait_for_rollout(lab, version)
+        rows.append((label, outcome, *(live_version(ports[client]) for client in CLIENTS)))
+    return rows
 
 
 def main():
-    with tempfile.TemporaryDirectory(prefix="outpost-demo-") as work:
-        print("starting a salt-master, a salt-minion and its supervisord under .demo/ ...")
-        with Lab(minions=(CLIENT,)) as lab:
-            releases = build_releases(lab, work)
-            rows = run_story(lab, releases)
-            journal = lab.salt(CLIENT, "shiv_app.read_journal", APP).get(CLIENT, [])
-            lab.salt(CLIENT, "shiv_app.remove_app", APP)
-    print_table(rows)
-    print("\njournal of hello on client-1:")
-    for entry in journal:
-        reason = entry.get("reason", "")
-        print(f"  {entry['time']}  {entry['action']:<8} {entry['version'] or '':<6} {reason}")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="outpost-demo-"))
+    key, public = make_signing_key(work)
+    apps = {APP: {"clients": list(CLIENTS), "canary": 1, "batch": 1, "soak": 0}}
+    ports = {client: free_port() for client in CLIENTS}
+    lab = Lab(minions=CLIENTS, apps=apps, signing_keys=[public], secret=secrets.token_hex(16))
+    print("starting a salt-master, salt-api and three clients (each with supervisord) ...")
+    with lab:
+        client_pillar(lab, ports)
+        rows = run_story(lab, work, key, ports)
+        status = lab.runner_text("outpost_release.status", APP)
+        lab.salt("*", "shiv_app.remove_app", APP)
 
-    expected = ["1.0.0", "1.1.0", "1.1.0", "1.0.0"]
-    if [row[2] for row in rows] != expected:
-        print(f"\nunexpected: live versions {[row[2] for row in rows]}, wanted {expected}")
+    print_table(rows)
+    print("\nsalt-run outpost_release.status hello\n" + status)
+    wanted = [
+        ("1.0.0", "succeeded", "1.0.0", "1.0.0", "1.0.0"),
+        ("1.1.0", "succeeded", "1.1.0", "1.1.0", "1.1.0"),
+        ("1.2.0 (broken)", "halted", "1.1.0", "1.1.0", "1.1.0"),
+    ]
+    if rows != wanted:
+        print("\nunexpected outcome; the logs are under .demo/var/")
         return 1
-    print("\ndemo finished: the broken release never stayed live.")
+    print("\ndemo finished: the broken release stopped at the canary, which is back on 1.1.0.")
     return 0
 
 

@@ -24,7 +24,55 @@ sys.path.insert(0, str(REPO))
 
 from demo.supervisor import Supervisord  # noqa: E402
 
-EXTENSION_FOLDERS = ("_modules", "_states", "_utils", "_beacons", "_runners", "_returners")
+# Folders the master serves next to the state tree (salt://_modules, salt://reactor, ...).
+SERVED_FOLDERS = (
+    "_modules",
+    "_states",
+    "_utils",
+    "_beacons",
+    "_runners",
+    "_returners",
+    "_pillar",
+    "reactor",
+)
+# What `salt-run saltutil.sync_all` would put in the master's extension_modules.
+MASTER_EXTENSIONS = {"runners": "_runners", "pillar": "_pillar", "utils": "_utils"}
+
+
+def link_master_extensions(folder):
+    """Put the runners, pillar and utils where the master loads them from."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, source in MASTER_EXTENSIONS.items():
+        link = folder / kind
+        if not link.exists():
+            link.symlink_to(REPO / source)
+
+
+def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps):
+    """What outpost adds to a master's configuration: the reactors, the registry's pillar,
+    salt-api's webhook, and outpost's own settings."""
+    return {
+        "ext_pillar": [{"outpost_registry": {}}],
+        "reactor": [
+            {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
+            {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
+        ],
+        # The HMAC on every announcement is the webhook's authentication; salt-api listens on
+        # loopback here, behind TLS termination in production.
+        "rest_cherrypy": {
+            "host": "127.0.0.1",
+            "port": api_port,
+            "disable_ssl": True,
+            "webhook_disable_auth": True,
+        },
+        "outpost": {
+            "webhook": {"secret": secret},
+            "releases": {"signing_keys": list(signing_keys), "allowlist": ["salt://releases/"]},
+            "registry": {"driver": "sqlite", "path": str(registry_path)},
+            "apps": apps,
+        },
+    }
 
 
 def free_port():
@@ -36,11 +84,14 @@ def free_port():
 class Lab:
     """A master and ``minions`` clients on this machine."""
 
-    def __init__(self, base=None, minions=("client-1",)):
+    def __init__(self, base=None, minions=("client-1",), apps=None, signing_keys=(), secret=None):
         self.base = pathlib.Path(base or REPO / ".demo")
         self.sockets = pathlib.Path(tempfile.mkdtemp(prefix="opd-", dir="/tmp"))
         self.minion_ids = list(minions)
-        self.ports = {"publish": free_port(), "ret": free_port()}
+        self.ports = {"publish": free_port(), "ret": free_port(), "api": free_port()}
+        self.apps = apps or {}
+        self.signing_keys = list(signing_keys)
+        self.secret = secret
         self.processes = []
         self.supervisors = {}
 
@@ -57,6 +108,14 @@ class Lab:
     @property
     def pillar_dir(self):
         return self.base / "pillar"
+
+    @property
+    def registry_path(self):
+        return self.base / "var" / "master" / "registry.sqlite"
+
+    @property
+    def hook_url(self):
+        return f"http://127.0.0.1:{self.ports['api']}/hook/outpost/release"
 
     def outpost_root(self, minion_id):
         return self.base / "clients" / minion_id / "outpost"
@@ -77,7 +136,7 @@ class Lab:
     def write_master_config(self):
         ext = self.base / "ext"
         ext.mkdir(parents=True, exist_ok=True)
-        for folder in EXTENSION_FOLDERS:
+        for folder in SERVED_FOLDERS:
             link = ext / folder
             if not link.exists():
                 link.symlink_to(REPO / folder)
@@ -93,7 +152,11 @@ class Lab:
             file_roots={"base": [str(REPO / "salt"), str(ext)]},
             pillar_roots={"base": [str(self.pillar_dir)]},
             auto_accept=True,
+            **outpost_master_settings(
+                self.ports["api"], self.secret, self.signing_keys, self.registry_path, self.apps
+            ),
         )
+        link_master_extensions(config["extension_modules"])
         self._write(self.master_dir / "master", config)
 
     def write_minion_config(self, minion_id, supervisor):
@@ -123,6 +186,8 @@ class Lab:
             shutil.rmtree(self.base)
         self.write_master_config()
         self._spawn("salt-master", self.master_dir)
+        if self.apps:
+            self._spawn("salt-api", self.master_dir)
         for minion_id in self.minion_ids:
             supervisor = Supervisord(self.sockets / f"sv-{minion_id}").start()
             self.supervisors[minion_id] = supervisor
@@ -175,6 +240,20 @@ class Lab:
                 raise
             return {}
 
+    def runner(self, function, *args, timeout=120):
+        """Run ``salt-run`` against the lab's master; return its parsed JSON."""
+        done = self._run_runner(function, args, timeout, "--out=json")
+        return json.loads(done.stdout) if done.stdout.strip() else None
+
+    def runner_text(self, function, *args, timeout=120):
+        return self._run_runner(function, args, timeout, "--out=txt").stdout
+
+    def _run_runner(self, function, args, timeout, out):
+        command = [str(BIN / "salt-run"), "-c", str(self.master_dir), out, f"--timeout={timeout}"]
+        return subprocess.run(
+            [*command, function, *args], capture_output=True, text=True, check=False
+        )
+
     def publish(self, manifest):
         """Put a built release on the master's fileserver under salt://releases/<app>/."""
         folder = self.releases_dir / manifest["name"]
@@ -201,7 +280,11 @@ class Lab:
         shutil.rmtree(self.sockets, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc):
         self.close()

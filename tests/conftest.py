@@ -18,23 +18,11 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "_utils"))
 
+from demo.lab import SERVED_FOLDERS, link_master_extensions, outpost_master_settings  # noqa: E402
 from demo.supervisor import Supervisord  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Folders the master serves next to the state tree (salt://_modules, salt://reactor, ...).
-SERVED_FOLDERS = (
-    "_modules",
-    "_states",
-    "_utils",
-    "_beacons",
-    "_runners",
-    "_returners",
-    "_pillar",
-    "reactor",
-)
-# What `salt-run saltutil.sync_all` would put in the master's extension_modules.
-MASTER_EXTENSIONS = {"runners": "_runners", "pillar": "_pillar", "utils": "_utils"}
 CLIENTS = ("client-1", "client-2", "client-3")
 WEBHOOK_SECRET = "test-webhook-secret-3f9a"
 
@@ -108,40 +96,27 @@ def api_port():
     return free_port()
 
 
-def link_master_extensions(folder):
-    """Put the runners, pillar and utils where the master loads them from."""
-    folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, source in MASTER_EXTENSIONS.items():
-        (folder / kind).symlink_to(REPO / source)
+def outpost_apps():
+    """The apps the test master rolls out, and to whom."""
+    return {
+        "hello": {"clients": list(CLIENTS), "canary": 1, "batch": 1, "soak": 0},
+        "slowpoke": {"clients": list(CLIENTS[:2]), "canary": 1, "state_timeout": 6},
+    }
 
 
-def outpost_master_config(short_root, signing_key):
+def public_key_b64(private_key):
     from cryptography.hazmat.primitives import serialization
 
-    public = signing_key.public_key().public_bytes(
+    raw = private_key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    return {
-        "webhook": {"secret": WEBHOOK_SECRET},
-        "releases": {
-            "signing_keys": [base64.b64encode(public).decode()],
-            "allowlist": ["salt://releases/"],
-        },
-        "registry": {"driver": "sqlite", "path": str(short_root / "registry.sqlite")},
-        "apps": {
-            "hello": {"clients": list(CLIENTS), "canary": 1, "batch": 1, "soak": 0},
-            "slowpoke": {"clients": list(CLIENTS[:2]), "canary": 1, "state_timeout": 6},
-        },
-    }
+    return base64.b64encode(raw).decode()
 
 
 @pytest.fixture(scope="session")
 def app_ports():
     """Each client runs the rollout apps on ports of its own: they all share this machine."""
-    return {
-        client: {app: free_port() for app in ("hello", "shop", "slowpoke")} for client in CLIENTS
-    }
+    return {client: {app: free_port() for app in ("hello", "slowpoke")} for client in CLIENTS}
 
 
 @pytest.fixture(scope="session")
@@ -152,18 +127,13 @@ def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, 
         "fileserver_followsymlinks": True,
         # Relative: Salt puts the master's root_dir in front of it.
         "extension_modules": "extmods",
-        "ext_pillar": [{"outpost_registry": {}}],
-        "reactor": [
-            {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
-            {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
-        ],
-        "rest_cherrypy": {
-            "host": "127.0.0.1",
-            "port": api_port,
-            "disable_ssl": True,
-            "webhook_disable_auth": True,
-        },
-        "outpost": outpost_master_config(short_root, signing_key),
+        **outpost_master_settings(
+            api_port,
+            WEBHOOK_SECRET,
+            [public_key_b64(signing_key)],
+            short_root / "registry.sqlite",
+            outpost_apps(),
+        ),
         "log_level_logfile": "info",
     }
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)

@@ -166,6 +166,7 @@ def test_releases_roll_out_and_a_broken_one_halts_at_the_canary(
     halted = wait_for_rollout(registry, "hello", "1.2.0")
 
     assert halted["status"] == "halted", halted
+    assert halted["reason"] == "canary: client-1 did not go live on 1.2.0"
     assert {client: live(app_ports, client) for client in CLIENTS} == dict.fromkeys(
         CLIENTS, "1.1.0"
     )
