@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo lint bench clean postgres
 
 setup: $(STAMP)
 
@@ -13,8 +13,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-test: setup
+test: setup postgres
 	$(PY) -m pytest
+
+# The registry tests run a real PostgreSQL server; a machine without one gets Debian's package.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v pg_ctl >/dev/null; then \
+		:; \
+	elif [ "$${OUTPOST_SKIP_POSTGRES:-}" = 1 ]; then \
+		echo "PostgreSQL is not installed; OUTPOST_SKIP_POSTGRES=1 skips its tests"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "PostgreSQL is not installed: run make test as root once, or set OUTPOST_SKIP_POSTGRES=1" >&2; \
+		exit 1; \
+	else \
+		echo "installing PostgreSQL from Debian's packages"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends postgresql; \
+	fi
 
 demo: setup
 	$(PY) -m demo

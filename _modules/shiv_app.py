@@ -734,6 +734,23 @@ def check_health(name, url=None, expect=None, timeout=2, retries=3):
     return {"healthy": False, "reason": reason, "version": expect}
 
 
+def list_apps():
+    """
+    List the apps that have a live release on this minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' shiv_app.list_apps
+    """
+    apps_dir = os.path.join(_root(), "apps")
+    if not os.path.isdir(apps_dir):
+        return []
+    names = [name for name in os.listdir(apps_dir) if outpost_release.APP_NAME.fullmatch(name)]
+    return sorted(name for name in names if _releases(name).current())
+
+
 def get_status(name):
     """
     Show an app's live release, its service state and pid, and its health.
@@ -758,6 +775,7 @@ def get_status(name):
         "pid": service["pid"],
         "healthy": False,
         "reason": "no live release",
+        "live_since": releases.live_since(),
     }
     if current and releases.settings():
         health = check_health(name, retries=1)

@@ -37,8 +37,17 @@ CREATE TABLE IF NOT EXISTS rollouts (
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS one_running_rollout_per_app
     ON rollouts (app) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS remediations (
+    id {serial}, client TEXT NOT NULL, app TEXT NOT NULL, status TEXT NOT NULL,
+    decision TEXT, reason TEXT, result TEXT, started_at TEXT NOT NULL, finished_at TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS one_remediation_per_client_app
+    ON remediations (client, app) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS heartbeats (
+    client TEXT PRIMARY KEY, last_seen REAL NOT NULL, apps TEXT NOT NULL, missing_since REAL);
 """
 SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgres": "SERIAL PRIMARY KEY"}
+# The PostgreSQL advisory lock every master's writing transaction takes first: "outpost" in ASCII.
+WRITE_LOCK = int.from_bytes(b"outpost", "big")
 FINISHED = ("succeeded", "halted", "superseded")
 
 
@@ -77,26 +86,52 @@ class Registry:
         if self.driver == "sqlite":
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as err:
+                # Another connection is switching a new file to WAL this very moment, and the
+                # switch does not wait out the busy timeout. The file keeps the mode once set.
+                if "locked" not in str(err):
+                    connection.close()
+                    raise
             return connection
         import psycopg2  # pylint: disable=import-outside-toplevel
 
         return psycopg2.connect(self.dsn)
 
+    def _driver_error(self):
+        if self.driver == "sqlite":
+            return sqlite3.Error
+        import psycopg2  # pylint: disable=import-outside-toplevel
+
+        return psycopg2.Error
+
     @contextlib.contextmanager
-    def _transaction(self):
+    def _transaction(self, write=True):
+        """
+        Writing transactions take turns, so each reads what the one before it wrote: SQLite's
+        ``BEGIN IMMEDIATE`` locks the file, PostgreSQL's READ COMMITTED needs the advisory lock.
+        """
         try:
             connection = self._connect()
         except Exception as err:  # the drivers' own error classes differ
             raise RegistryError(f"registry: cannot open the {self.driver} registry: {err}") from err
+        driver_error = self._driver_error()
         try:
-            cursor = connection.cursor()
+            cursor = _Cursor(connection.cursor(), self.driver)
             if self.driver == "sqlite":
                 cursor.execute("BEGIN IMMEDIATE")
-            yield _Cursor(cursor, self.driver)
+            elif write:
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            yield cursor
             connection.commit()
+        except driver_error as err:
+            with contextlib.suppress(driver_error):
+                connection.rollback()
+            raise RegistryError(f"registry: the {self.driver} registry failed: {err}") from err
         except Exception:
-            connection.rollback()
+            with contextlib.suppress(driver_error):
+                connection.rollback()
             raise
         finally:
             connection.close()
@@ -128,7 +163,7 @@ class Registry:
         return not known
 
     def release(self, app, version):
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             row = cursor.one(
                 "SELECT app, version, sha256, source, manifest, registered_at FROM releases "
                 "WHERE app = ? AND version = ?",
@@ -148,7 +183,7 @@ class Registry:
 
     def desired_for_client(self, client):
         """``{app: {version, source, source_hash}}`` of every app this client should run."""
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             rows = cursor.all(
                 "SELECT d.app, d.version, r.source, r.sha256 FROM desired d JOIN releases r "
                 "ON r.app = d.app AND r.version = d.version WHERE d.client = ?",
@@ -161,7 +196,7 @@ class Registry:
 
     def desired(self, app):
         """``{client: version}`` for one app."""
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             rows = cursor.all("SELECT client, version FROM desired WHERE app = ?", (app,))
         return dict(rows)
 
@@ -188,7 +223,7 @@ class Registry:
 
     def moved_in_rollout(self, rollout_id):
         """``{client: version before}`` for every client a rollout moved, first move wins."""
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             rows = cursor.all(
                 "SELECT client, previous FROM history WHERE rollout_id = ? AND event = 'promote' "
                 "ORDER BY id",
@@ -203,26 +238,30 @@ class Registry:
         """Clients that had no release before a halted rollout go back to having none."""
         with self._transaction() as cursor:
             for client in clients:
+                row = cursor.one(
+                    "SELECT version FROM desired WHERE app = ? AND client = ?", (app, client)
+                )
                 cursor.execute("DELETE FROM desired WHERE app = ? AND client = ?", (app, client))
-                self._log(cursor, app, client, None, None, "rollback", rollout_id, reason)
+                previous = row[0] if row else None
+                self._log(cursor, app, client, None, previous, "rollback", rollout_id, reason)
 
     # -- rollouts -----------------------------------------------------------------------------
 
     def claim_rollout(self, app, version):
         """Start a rollout, or queue it when one of the same app runs. Returns (id, status).
 
-        A newer queued release supersedes an older queued one: only the newest waits.
+        A newer release supersedes an older queued one, also when nothing runs at the moment (the
+        last rollout ended and ``promote_queued`` is yet to come): only the newest waits or runs.
         """
         with self._transaction() as cursor:
             running = cursor.one(
                 "SELECT id FROM rollouts WHERE app = ? AND status = 'running'", (app,)
             )
-            if running:
-                cursor.execute(
-                    "UPDATE rollouts SET status = 'superseded', updated_at = ?, reason = ? "
-                    "WHERE app = ? AND status = 'queued'",
-                    (now_iso(), f"a newer release ({version}) arrived", app),
-                )
+            cursor.execute(
+                "UPDATE rollouts SET status = 'superseded', updated_at = ?, reason = ? "
+                "WHERE app = ? AND status = 'queued'",
+                (now_iso(), f"a newer release ({version}) arrived", app),
+            )
             status = "queued" if running else "running"
             rollout_id = cursor.insert_returning_id(
                 "INSERT INTO rollouts (app, version, status, phase, counts, created_at, updated_at)"
@@ -289,13 +328,84 @@ class Registry:
             "created_at",
             "updated_at",
         )
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             # Column names and clauses are this module's own constants; values are parameters.
             rows = cursor.all(f"SELECT {', '.join(columns)} FROM rollouts {where}", params)  # noqa: S608
         found = [dict(zip(columns, row, strict=True)) for row in rows]
         for rollout in found:
             rollout["counts"] = json.loads(rollout["counts"])
         return found
+
+    # -- remediations -------------------------------------------------------------------------
+
+    def claim_remediation(self, client, app):
+        """The one remediation of a client's app, or None when another is under way."""
+        with self._transaction() as cursor:
+            if cursor.one(
+                "SELECT id FROM remediations WHERE client = ? AND app = ? AND status = 'running'",
+                (client, app),
+            ):
+                return None
+            return cursor.insert_returning_id(
+                "INSERT INTO remediations (client, app, status, started_at) VALUES (?, ?, ?, ?)",
+                (client, app, "running", now_iso()),
+            )
+
+    def finish_remediation(self, remediation_id, decision, reason, result):
+        with self._transaction() as cursor:
+            cursor.execute(
+                "UPDATE remediations SET status = 'done', decision = ?, reason = ?, result = ?, "
+                "finished_at = ? WHERE id = ?",
+                (decision, reason, result, now_iso(), remediation_id),
+            )
+
+    def remediations(self, client, since_iso, app=None):
+        """Finished remediations of a client since a time, oldest first."""
+        columns = ("id", "client", "app", "decision", "reason", "result", "started_at")
+        sql = (
+            "SELECT id, client, app, decision, reason, result, started_at FROM remediations "
+            "WHERE client = ? AND status = 'done' AND started_at >= ?"
+        )
+        params = [client, since_iso]
+        if app:
+            sql += " AND app = ?"
+            params.append(app)
+        with self._transaction() as cursor:
+            rows = cursor.all(sql + " ORDER BY id", tuple(params))
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    def record_heartbeat(self, client, apps, seen_at):
+        """Returns True when the client had been reported missing."""
+        with self._transaction() as cursor:
+            row = cursor.one("SELECT missing_since FROM heartbeats WHERE client = ?", (client,))
+            if row:
+                cursor.execute(
+                    "UPDATE heartbeats SET last_seen = ?, apps = ?, missing_since = NULL "
+                    "WHERE client = ?",
+                    (seen_at, json.dumps(apps, sort_keys=True), client),
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO heartbeats VALUES (?, ?, ?, NULL)",
+                    (client, seen_at, json.dumps(apps, sort_keys=True)),
+                )
+        return bool(row and row[0])
+
+    def newly_missing(self, older_than, now):
+        """Clients silent since before ``older_than``, not reported yet; marks them reported."""
+        with self._transaction() as cursor:
+            rows = cursor.all(
+                "SELECT client, last_seen FROM heartbeats "
+                "WHERE last_seen < ? AND missing_since IS NULL",
+                (older_than,),
+            )
+            for client, _ in rows:
+                cursor.execute(
+                    "UPDATE heartbeats SET missing_since = ? WHERE client = ?", (now, client)
+                )
+        return dict(rows)
 
     # -- history ------------------------------------------------------------------------------
 
@@ -317,7 +427,7 @@ class Registry:
             "rollout_id",
             "reason",
         )
-        with self._transaction() as cursor:
+        with self._transaction(write=False) as cursor:
             # Column names and clauses are this module's own constants; values are parameters.
             rows = cursor.all(
                 f"SELECT {', '.join(columns)} FROM history {where} ORDER BY id",  # noqa: S608

@@ -216,6 +216,14 @@ class AppReleases:
             return []
         return entries[-limit:] if limit else entries
 
+    def live_since(self):
+        """When the current release last went live (an activation or a rollback to it)."""
+        current = self.current()
+        for entry in reversed(self.journal()):
+            if entry["version"] == current and entry["action"] in ("activate", "rollback"):
+                return entry["time"]
+        return None
+
     # -- changing -----------------------------------------------------------------------------
 
     @contextlib.contextmanager

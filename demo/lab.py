@@ -49,15 +49,23 @@ def link_master_extensions(folder):
             link.symlink_to(REPO / source)
 
 
-def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps):
+def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps, health=None):
     """What outpost adds to a master's configuration: the reactors, the registry's pillar,
-    salt-api's webhook, and outpost's own settings."""
+    salt-api's webhook, the heartbeat check on Salt's scheduler, and outpost's own settings."""
+    health = health or {}
     return {
         "ext_pillar": [{"outpost_registry": {}}],
         "reactor": [
             {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
+            {"salt/beacon/*/app_health/*": ["salt://reactor/health.sls"]},
         ],
+        "schedule": {
+            "outpost-heartbeats": {
+                "function": "outpost_health.check_heartbeats",
+                "seconds": health.get("check_every", 60),
+            }
+        },
         # The HMAC on every announcement is the webhook's authentication; salt-api listens on
         # loopback here, behind TLS termination in production.
         "rest_cherrypy": {
@@ -71,6 +79,7 @@ def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps)
             "releases": {"signing_keys": list(signing_keys), "allowlist": ["salt://releases/"]},
             "registry": {"driver": "sqlite", "path": str(registry_path)},
             "apps": apps,
+            "health": {key: value for key, value in health.items() if key != "check_every"},
         },
     }
 

@@ -21,6 +21,8 @@ sys.path.insert(0, str(REPO / "_utils"))
 from demo.lab import SERVED_FOLDERS, link_master_extensions, outpost_master_settings  # noqa: E402
 from demo.supervisor import Supervisord  # noqa: E402
 
+pytest_plugins = ["tests.support.fixtures_postgres"]
+
 log = logging.getLogger(__name__)
 
 CLIENTS = ("client-1", "client-2", "client-3")
@@ -133,6 +135,7 @@ def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, 
             [public_key_b64(signing_key)],
             short_root / "registry.sqlite",
             outpost_apps(),
+            health={"missing_after": 4, "check_every": 2, "max_actions": 50, "window": 600},
         ),
         "log_level_logfile": "info",
     }

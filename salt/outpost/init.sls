@@ -3,3 +3,4 @@ include:
   - outpost.python
   - outpost.winsw
   - outpost.apps
+  - outpost.beacons

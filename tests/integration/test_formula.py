@@ -54,5 +54,7 @@ def test_highstate_converges_the_pillar_apps(
 
         assert changed(highstate(salt_call)) == {}
     finally:
+        # The formula turned the health beacon on; other tests stop apps on purpose.
+        salt_call.run("beacons.delete", "app_health", "save=True")
         (pillar_tree / "top.sls").write_text(top_before)
         salt_call.run("saltutil.refresh_pillar", "wait=True")

@@ -36,12 +36,13 @@ BUILD_LEFTOVERS = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycac
 _builds = {}
 
 
-def hello_source(tmp_path, version, healthy=True, data_file=HELLO_DATA_FILE):
+def hello_source(tmp_path, version, healthy=True, data_file=HELLO_DATA_FILE, unhealthy_after=None):
     """
     Copy examples/hello into a new folder under ``tmp_path`` as release ``version``.
 
-    ``healthy=False`` makes /healthz answer 503; ``data_file`` renames the shipped data file, and
-    None leaves it out. Returns the folder.
+    ``healthy=False`` makes /healthz answer 503; ``unhealthy_after`` does so that many seconds
+    after the app starts; ``data_file`` renames the shipped data file, and None leaves it out.
+    Returns the folder.
     """
     source = Path(tempfile.mkdtemp(prefix=f"hello-{version}-", dir=tmp_path))
     shutil.copytree(HELLO_SOURCE, source, ignore=BUILD_LEFTOVERS, dirs_exist_ok=True)
@@ -50,6 +51,7 @@ def hello_source(tmp_path, version, healthy=True, data_file=HELLO_DATA_FILE):
     text = init.read_text(encoding="utf-8")
     text = replace_line(r'^__version__ = ".*"$', f'__version__ = "{version}"', text)
     text = replace_line(r"^HEALTHY = \w+$", f"HEALTHY = {bool(healthy)}", text)
+    text = replace_line(r"^UNHEALTHY_AFTER = \w+$", f"UNHEALTHY_AFTER = {unhealthy_after!r}", text)
     init.write_text(text, encoding="utf-8")
 
     rename_data_file(source / "outpost_hello" / "data", data_file)
@@ -71,20 +73,29 @@ def rename_data_file(data_dir, data_file):
         shipped.rename(data_dir / data_file)
 
 
-def build_hello(tmp_path, version, healthy=True, data_file=HELLO_DATA_FILE, cache=True, **options):
+def build_hello(
+    tmp_path,
+    version,
+    healthy=True,
+    data_file=HELLO_DATA_FILE,
+    cache=True,
+    unhealthy_after=None,
+    **options,
+):
     """
     Build hello ``version`` and return its manifest, with ``path`` to the .pyz under ``tmp_path``.
 
     ``options`` go to ``build_release``. With ``cache``, equal inputs are built once a session
     and each call gets its own copy of the files, so a test may damage them freely.
     """
+    variant = {"healthy": healthy, "data_file": data_file, "unhealthy_after": unhealthy_after}
     if not cache:
-        source = hello_source(tmp_path, version, healthy, data_file)
+        source = hello_source(tmp_path, version, **variant)
         return build_release(source, out_dir=fresh_dist_dir(tmp_path, version), **options)
 
-    key = (version, bool(healthy), data_file, json.dumps(options, sort_keys=True))
+    key = (version, json.dumps(variant, sort_keys=True), json.dumps(options, sort_keys=True))
     if key not in _builds:
-        source = hello_source(session_cache(), version, healthy, data_file)
+        source = hello_source(session_cache(), version, **variant)
         out = fresh_dist_dir(session_cache(), version)
         _builds[key] = build_release(source, out_dir=out, **options)
     return copy_release(_builds[key], fresh_dist_dir(tmp_path, version))

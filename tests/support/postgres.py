@@ -17,6 +17,7 @@ import pathlib
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -126,19 +127,23 @@ class Postgres:
             host=HOST, port=self.port, dbname=database, user=self.user, password=self.password
         )
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, timeout=60):
         """Create the cluster, run the server, create the role and database. Returns ``self``."""
-        self._prepare_folders()
-        self._initdb()
-        self._launch(timeout)
-        with self.admin() as connection, connection.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(self.user)),
-                (self.password,),
-            )
-        self.create_database(self.database)
+        try:
+            self._prepare_folders()
+            self._initdb()
+            self._launch(timeout)
+            with self.admin() as connection, connection.cursor() as cursor:
+                cursor.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(self.user)),
+                    (self.password,),
+                )
+            self.create_database(self.database)
+        except BaseException:
+            self.stop()
+            raise
         log.info(
             "PostgreSQL from %s serves %s on %s:%s and %s",
             self.bin_dir,
@@ -150,27 +155,35 @@ class Postgres:
         return self
 
     def stop(self, timeout=30):
-        """Shut down with ``pg_ctl stop -m fast``; ``-m immediate`` when that does not finish."""
-        if self.process is None:
-            return
-        stopped = self._run(
-            [self._tool("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"]
-            + ["-t", str(timeout)]
-        )
-        if stopped.returncode != 0:
-            log.warning("pg_ctl stop -m fast failed, stopping immediately: %s", stopped.stdout)
-            self._run([self._tool("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate"])
+        """Shut down with ``pg_ctl stop -m fast``; ``-m immediate``, then a kill, if it lingers."""
         try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            raise PostgresError(f"PostgreSQL in {self.data_dir} did not stop in {timeout}s") from err
+            if self.process is not None:
+                self._shut_down(timeout)
         finally:
             self.process = None
             if self._own_socket_dir:
                 shutil.rmtree(self.socket_dir, ignore_errors=True)
+                self._own_socket_dir = False
+
+    def _shut_down(self, timeout):
+        if self.process.poll() is None:
+            stopped = self._run(
+                [self._tool("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"]
+                + ["-t", str(timeout)]
+            )
+            if stopped.returncode != 0:
+                log.warning("pg_ctl stop -m fast failed, stopping immediately: %s", stopped.stdout)
+                self._run(
+                    [self._tool("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate"]
+                )
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("PostgreSQL in %s outlived pg_ctl stop; killing it", self.data_dir)
+            self._kill()
         log.info("PostgreSQL in %s stopped", self.data_dir)
 
-    # -- databases --------------------------------------------------------------------------------
+    # -- databases ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def admin(self, database="postgres"):
@@ -213,7 +226,7 @@ class Postgres:
         finally:
             self.drop_database(name)
 
-    # -- plumbing -------------------------------------------------------------------------------
+    # -- plumbing -----------------------------------------------------------------------------
 
     def _tool(self, name):
         return str(self.bin_dir / name)
@@ -236,9 +249,9 @@ class Postgres:
     def _prepare_folders(self):
         self.root.mkdir(parents=True, exist_ok=True)
         socket_dir = self.root / "run"
-        self._own_socket_dir = len(str(socket_dir)) > SOCKET_DIR_MAX
-        if self._own_socket_dir:
+        if len(str(socket_dir)) > SOCKET_DIR_MAX:
             socket_dir = pathlib.Path(tempfile.mkdtemp(prefix="op-pgs-", dir="/tmp"))
+            self._own_socket_dir = True
         socket_dir.mkdir(exist_ok=True)
         self.socket_dir = socket_dir
         if not self.as_os_user:
@@ -316,9 +329,15 @@ class Postgres:
             if subprocess.run(probe + ["-t", "1"], check=False).returncode == 0:
                 return True
             time.sleep(0.05)
-        self.process.kill()
-        self.process.wait()
+        self._kill()
+        self.process = None
         raise PostgresError(f"PostgreSQL accepted no connection in {timeout}s:\n{self._log_tail()}")
+
+    def _kill(self):
+        """SIGKILL the session the server was started in: runuser and the server under it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def _log_tail(self, lines=20):
         try:

@@ -3,10 +3,12 @@
 import importlib.resources
 import json
 import logging
+import time
 
 import outpost_hello
 
 APP_NAME = "hello"
+STARTED = time.monotonic()
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,7 @@ def data_files():
 
 def health():
     # Read at request time, so a test can flip the flag on a running app.
-    healthy = outpost_hello.HEALTHY
+    healthy = outpost_hello.HEALTHY and not _past_its_time(outpost_hello.UNHEALTHY_AFTER)
     body = {
         "status": "ok" if healthy else "failing",
         "app": APP_NAME,
@@ -29,6 +31,10 @@ def health():
     }
     status = "200 OK" if healthy else "503 Service Unavailable"
     return status, "application/json", json.dumps(body)
+
+
+def _past_its_time(seconds):
+    return seconds is not None and time.monotonic() - STARTED > seconds
 
 
 def index():

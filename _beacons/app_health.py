@@ -1,0 +1,121 @@
+"""
+Watch outpost's apps on a client and tell the master when one turns unhealthy or recovers.
+
+Salt 3008 has no HTTP health beacon in core. This one checks every app that has a live release
+(its health URL, expecting the live version, and its service), and sends an event only on a
+transition, plus a heartbeat that tells the master the client is alive even behind NAT.
+
+Event tags and payloads::
+
+    salt/beacon/<minion>/app_health/<app>/unhealthy   after ``failures`` failed checks in a row
+    salt/beacon/<minion>/app_health/<app>/healthy     on the first good check after that
+        {"app": "hello", "release": "1.1.0", "status": "unhealthy",
+         "reason": "http://127.0.0.1:8080/healthz unreachable: [Errno 111] Connection refused",
+         "failures": 3, "service": "RUNNING", "time": 1764790000.0}
+
+    salt/beacon/<minion>/app_health/heartbeat         every ``heartbeat`` seconds
+        {"apps": {"hello": {"release": "1.1.0", "status": "healthy"}}, "time": 1764790000.0}
+
+Configuration (the ``outpost.beacons`` formula state writes it from pillar):
+
+.. code-block:: yaml
+
+    beacons:
+      app_health:
+        - interval: 10      # seconds between checks
+        - failures: 3       # failed checks in a row before an app counts as unhealthy
+        - heartbeat: 300    # seconds between heartbeats
+
+A refused connection or a timeout is an unhealthy app, never a crash of the beacon: nothing
+raised here reaches the minion's beacon loop.
+"""
+
+import logging
+import time
+
+import salt.utils.beacons
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "app_health"
+
+DEFAULTS = {"failures": 3, "heartbeat": 300}
+# What the beacon remembers between runs: per app, failures in a row and the last status sent.
+MEMORY = {"apps": {}, "last_heartbeat": 0.0}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def validate(config):
+    if not isinstance(config, list):
+        return False, "app_health beacon: configuration must be a list"
+    settings = salt.utils.beacons.list_to_dict(config)
+    for key in ("failures", "heartbeat"):
+        value = settings.get(key, DEFAULTS[key])
+        if not isinstance(value, (int, float)) or value < 1:
+            return False, f"app_health beacon: {key} must be a number of at least 1"
+    return True, "valid app_health beacon configuration"
+
+
+def beacon(config):
+    settings = dict(DEFAULTS, **salt.utils.beacons.list_to_dict(config))
+    now = time.time()
+    events = []
+    statuses = {}
+    try:
+        apps = __salt__["shiv_app.list_apps"]()
+    except Exception as err:  # the beacon loop must never die of us
+        log.error("app_health beacon could not list apps: %s", err)
+        return []
+
+    for app in apps:
+        status = _check(app)
+        statuses[app] = {"release": status["current"], "status": _word(status["healthy"])}
+        event = _transition(app, status, int(settings["failures"]), now)
+        if event:
+            events.append(event)
+
+    if now - MEMORY["last_heartbeat"] >= float(settings["heartbeat"]):
+        MEMORY["last_heartbeat"] = now
+        events.append({"tag": "heartbeat", "apps": statuses, "time": now})
+    return events
+
+
+def _check(app):
+    try:
+        return __salt__["shiv_app.get_status"](app)
+    except Exception as err:  # an unhealthy app, not a broken beacon
+        return {"current": None, "healthy": False, "reason": str(err), "service": "UNKNOWN"}
+
+
+def _word(healthy):
+    return "healthy" if healthy else "unhealthy"
+
+
+def _transition(app, status, failures_needed, now):
+    """An event when an app crosses from healthy to unhealthy or back, else None."""
+    memory = MEMORY["apps"].setdefault(app, {"failures": 0, "sent": "healthy"})
+    memory["failures"] = 0 if status["healthy"] else memory["failures"] + 1
+    if status["healthy"]:
+        wanted = "healthy"
+    elif memory["failures"] >= failures_needed:
+        wanted = "unhealthy"
+    else:
+        wanted = memory["sent"]
+    if wanted == memory["sent"]:
+        return None
+
+    memory["sent"] = wanted
+    log.info("app %s %s is %s: %s", app, status["current"], wanted, status["reason"])
+    return {
+        "tag": f"{app}/{wanted}",
+        "app": app,
+        "release": status["current"],
+        "status": wanted,
+        "reason": status["reason"],
+        "failures": memory["failures"],
+        "service": status.get("service"),
+        "time": now,
+    }

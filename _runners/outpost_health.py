@@ -1,0 +1,228 @@
+"""
+Repair what the clients' ``app_health`` beacons report, the way an experienced operator would:
+one step at a time, never two at once, never without end.
+
+For an unhealthy app the runner decides, in order:
+
+1. restart the service, unless a restart was already tried within the window;
+2. if still unhealthy and the live release went live within the window, roll back to the previous
+   release (and point the registry at it, so the next highstate does not undo the rollback);
+3. otherwise raise an alert for a person.
+
+At most one remediation runs per client and app (claimed in the registry, so several masters act
+once); repeats of the same event while it runs are merged: logged, announced, not acted on. A
+client gets at most ``max_actions`` actions per window; past that, only alerts.
+
+Every decision is an event ``outpost/remediation/<client>/<app>/<decision>`` with its reason;
+alerts also go to ``outpost/alert/<client>/<app>``. Lost heartbeats raise
+``outpost/client/<client>/missing`` once (``check_heartbeats``, on the master's schedule).
+
+Master configuration::
+
+    outpost:
+      health:
+        window: 600          # seconds: how far back "recently" reaches
+        max_actions: 3       # actions per client per window before only alerts
+        missing_after: 900   # seconds without a heartbeat before a client is missing
+    schedule:
+      outpost-heartbeats:
+        function: outpost_health.check_heartbeats
+        seconds: 60
+"""
+
+import datetime
+import logging
+import time
+
+import salt.client
+import salt.utils.event
+
+import outpost_registry
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "outpost_health"
+
+DEFAULTS = {"window": 600, "max_actions": 3, "missing_after": 900, "action_timeout": 120}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _settings():
+    return dict(DEFAULTS, **((__opts__.get("outpost") or {}).get("health") or {}))
+
+
+def _registry():
+    return outpost_registry.Registry.from_opts(__opts__)
+
+
+def _emit(tag, data):
+    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
+        bus.fire_event(data, tag)
+
+
+def _local():
+    return salt.client.get_local_client(__opts__["conf_file"])
+
+
+def _iso_ago(seconds):
+    moment = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds")
+
+
+# -- events from the beacon ---------------------------------------------------------------------
+
+
+def handle(tag, data):
+    """
+    Act on one ``app_health`` beacon event; the reactor calls this.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run outpost_health.handle salt/beacon/client-1/app_health/hello/unhealthy '{...}'
+    """
+    parts = str(tag).split("/")
+    if len(parts) < 5 or parts[:2] != ["salt", "beacon"] or parts[3] != "app_health":
+        return {"ignored": f"not an app_health beacon event: {tag}"}
+    client = parts[2]
+    payload = data.get("data", data) if isinstance(data, dict) else {}
+    if parts[4] == "heartbeat":
+        return heartbeat(client, payload.get("apps") or {})
+    if len(parts) == 6 and parts[5] == "unhealthy":
+        return remediate(client, parts[4], payload.get("reason", "unhealthy"))
+    if len(parts) == 6 and parts[5] == "healthy":
+        log.info("%s on %s is healthy again", parts[4], client)
+        _emit(f"outpost/remediation/{client}/{parts[4]}/recovered", {"time": time.time()})
+        return {"recovered": parts[4]}
+    return {"ignored": f"unknown app_health event: {tag}"}
+
+
+def heartbeat(client, apps):
+    """Record that a client is alive; a client that was missing is announced as back."""
+    was_missing = _registry().record_heartbeat(client, apps, time.time())
+    if was_missing:
+        log.info("client %s is back after missing heartbeats", client)
+        _emit(f"outpost/client/{client}/back", {"time": time.time()})
+    return {"alive": client}
+
+
+def check_heartbeats():
+    """
+    Announce clients whose heartbeats stopped: ``outpost/client/<client>/missing``, once each.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run outpost_health.check_heartbeats
+    """
+    now = time.time()
+    missing = _registry().newly_missing(now - float(_settings()["missing_after"]), now)
+    for client, last_seen in missing.items():
+        log.warning("client %s sent no heartbeat for %.0f s", client, now - last_seen)
+        _emit(f"outpost/client/{client}/missing", {"last_seen": last_seen, "time": now})
+    return sorted(missing)
+
+
+# -- remediation --------------------------------------------------------------------------------
+
+
+def remediate(client, app, reason):
+    """
+    Repair one unhealthy app on one client: restart, roll back, or alert (see the module doc).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run outpost_health.remediate client-1 hello reason="health check failed"
+    """
+    registry = _registry()
+    claimed = registry.claim_remediation(client, app)
+    if claimed is None:
+        log.info("merged a repeat of %s unhealthy on %s: a remediation is under way", app, client)
+        _decided(client, app, "merged", "a remediation of this app is already under way")
+        return {"decision": "merged"}
+
+    decision, why = _decide(registry, client, app, reason)
+    result = "not attempted"
+    try:
+        decision, why, result = _carry_out(registry, client, app, decision, why)
+    finally:
+        registry.finish_remediation(claimed, decision, why, result)
+    _decided(client, app, decision, why, result=result)
+    return {"decision": decision, "reason": why, "result": result}
+
+
+def _decide(registry, client, app, reason):
+    settings = _settings()
+    since = _iso_ago(float(settings["window"]))
+    acted = [
+        entry
+        for entry in registry.remediations(client, since)
+        if entry["decision"] in ("restart", "rollback")
+    ]
+    if len(acted) >= int(settings["max_actions"]):
+        return "alert", f"{len(acted)} actions on {client} within {settings['window']} s: {reason}"
+    tried = {entry["decision"] for entry in acted if entry["app"] == app}
+    if "restart" not in tried:
+        return "restart", reason
+    if "rollback" not in tried:
+        return "rollback", f"unhealthy again after a restart: {reason}"
+    return "alert", f"unhealthy again after a restart and a rollback: {reason}"
+
+
+def _carry_out(registry, client, app, decision, why):
+    """Returns the decision as it ended up (a step may escalate), its reason and result."""
+    if decision == "restart":
+        restarted = _call(client, "shiv_app.restart_app", app)
+        if isinstance(restarted, dict) and restarted.get("restarted"):
+            return "restart", why, f"restarted {restarted['restarted']}, healthy"
+        decision, why = "rollback", f"a restart did not help: {restarted}"
+    if decision == "rollback":
+        return _roll_back(registry, client, app, why)
+    _emit(f"outpost/alert/{client}/{app}", {"reason": why, "time": time.time()})
+    return "alert", why, "a person must look"
+
+
+def _roll_back(registry, client, app, why):
+    status = _call(client, "shiv_app.get_status", app)
+    if not isinstance(status, dict) or not _went_live_recently(status.get("live_since")):
+        _emit(f"outpost/alert/{client}/{app}", {"reason": why, "time": time.time()})
+        return "alert", f"{why}; the live release is not recent, so no rollback", "alerted"
+    rolled = _call(client, "shiv_app.rollback_release", app)
+    if not isinstance(rolled, dict) or "live" not in rolled:
+        _emit(f"outpost/alert/{client}/{app}", {"reason": str(rolled), "time": time.time()})
+        return "alert", f"{why}; the rollback failed: {rolled}", "alerted"
+
+    # The registry must want what now runs, or the next highstate brings the bad release back.
+    registry.set_desired(app, [client], rolled["live"], None, "remediation", why)
+    return "rollback", why, f"rolled back from {rolled['previous']} to {rolled['live']}"
+
+
+def _went_live_recently(live_since):
+    return bool(live_since) and live_since >= _iso_ago(float(_settings()["window"]))
+
+
+def _call(client, function, *args):
+    """One function on one client; a missing answer comes back as a sentence."""
+    answers = _local().cmd(
+        client, function, list(args), timeout=int(_settings()["action_timeout"]), full_return=True
+    )
+    answer = answers.get(client)
+    if not isinstance(answer, dict):
+        return f"{client} did not answer {function}"
+    if answer.get("retcode"):
+        return str(answer.get("ret"))
+    return answer.get("ret")
+
+
+def _decided(client, app, decision, reason, result=None):
+    data = {"client": client, "app": app, "reason": reason, "result": result, "time": time.time()}
+    if decision != "merged":
+        log.info("remediation of %s on %s: %s (%s) -> %s", app, client, decision, reason, result)
+    _emit(f"outpost/remediation/{client}/{app}/{decision}", data)

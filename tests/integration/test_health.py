@@ -1,0 +1,232 @@
+"""
+Self-healing: the app_health beacon on a real client, the health reactor and the
+outpost_health runner on the real master, the app under a real supervisord.
+"""
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import salt.utils.event
+
+from demo.supervisor import Supervisord
+from tests.conftest import REPO, app_python, client_overrides, free_port
+from tests.support.apps import build_hello
+from tests.support.states import healthz, single
+
+pytestmark = pytest.mark.slow
+
+CLIENT = "client-h"
+MINION_EXTENSIONS = {
+    "modules": "_modules",
+    "states": "_states",
+    "utils": "_utils",
+    "beacons": "_beacons",
+}
+
+
+def link_minion_extensions(folder):
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, source in MINION_EXTENSIONS.items():
+        (folder / kind).symlink_to(REPO / source)
+
+
+@pytest.fixture(scope="module")
+def healer(salt_master, short_root):
+    """A client of its own, so its beacon never meets the other tests' deliberate failures."""
+    supervisor = Supervisord(short_root / "sv-h").start()
+    overrides = client_overrides(short_root / "outpost-h", supervisor)
+    # Salt counts beacon intervals in loop_interval ticks but runs beacons once a second:
+    # pytest-salt-factories' 0.05 s tick would stretch a 1 s interval to 20 s.
+    overrides["loop_interval"] = 1
+    overrides["beacons"] = {"app_health": [{"interval": 1}, {"failures": 2}, {"heartbeat": 2}]}
+    # Synced before the minion starts: a beacon module synced later is not loaded until restart.
+    overrides["extension_modules"] = "extmods"
+    factory = salt_master.salt_minion_daemon(CLIENT, overrides=overrides)
+    link_minion_extensions(factory.config["extension_modules"])
+    try:
+        with factory.started():
+            yield factory
+    finally:
+        supervisor.stop()
+
+
+@pytest.fixture(scope="module")
+def published(ext_tree, tmp_path_factory):
+    """hello 1.0.0 and 1.1.0, and a 1.2.0 that turns unhealthy 5 s after it starts."""
+    folder = ext_tree / "releases" / "healer"
+    folder.mkdir(parents=True, exist_ok=True)
+    releases = {}
+    for version, options in (("1.0.0", {}), ("1.1.0", {}), ("1.2.0", {"unhealthy_after": 5})):
+        manifest = build_hello(tmp_path_factory.mktemp(f"h{version}"), version, **options)
+        target = folder / f"hello-{version}.pyz"
+        shutil.copy(manifest["path"], target)
+        releases[version] = dict(manifest, source=f"salt://releases/healer/{target.name}")
+    return releases
+
+
+def install(healer, app, release, port):
+    return single(
+        healer.salt_call_cli(timeout=120),
+        "shiv_app.installed",
+        name=app,
+        version=release["version"],
+        source=release["source"],
+        source_hash=release["sha256"],
+        python=app_python(),
+        port=port,
+        health_timeout=10,
+    )
+
+
+def decisions(event_listener, salt_master, app, start):
+    events = event_listener.get_events(
+        [(salt_master.id, f"outpost/remediation/{CLIENT}/{app}/*")], after_time=start
+    )
+    return [event.tag.rsplit("/", 1)[1] for event in sorted(events, key=lambda e: e.stamp)]
+
+
+def wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def version_or_none(port):
+    try:
+        return healthz(port, timeout=1)["version"]
+    except OSError:
+        return None
+
+
+def test_a_stopped_app_is_restarted_and_healthy_again(
+    healer, published, event_listener, salt_master
+):
+    app, port = "stopped", free_port()
+    assert install(healer, app, published["1.0.0"], port)["result"] is True
+    start = time.time()
+
+    healer.salt_call_cli().run("shiv_app.get_status", app)
+    supervisor_ctl(healer, "stop", f"outpost-{app}")
+
+    assert wait_for(lambda: "restart" in decisions(event_listener, salt_master, app, start))
+    assert version_or_none(port) == "1.0.0"
+
+
+def test_a_killed_app_is_healthy_again(healer, published):
+    app, port = "killed", free_port()
+    assert install(healer, app, published["1.0.0"], port)["result"] is True
+    pid = healer.salt_call_cli().run("shiv_app.get_status", app).data["pid"]
+
+    os.kill(pid, signal.SIGKILL)
+
+    assert wait_for(lambda: version_or_none(port) == "1.0.0")
+
+
+def test_a_release_failing_after_its_gate_is_rolled_back(
+    healer, published, event_listener, salt_master
+):
+    app, port = "latefail", free_port()
+    assert install(healer, app, published["1.1.0"], port)["result"] is True
+    start = time.time()
+
+    assert install(healer, app, published["1.2.0"], port)["result"] is True
+
+    assert wait_for(lambda: "rollback" in decisions(event_listener, salt_master, app, start), 90)
+    acted = [d for d in decisions(event_listener, salt_master, app, start) if d != "recovered"]
+    assert acted[:2] == ["restart", "rollback"]
+    assert wait_for(lambda: version_or_none(port) == "1.1.0")
+
+
+def test_identical_events_at_once_make_one_remediation(
+    healer, published, event_listener, salt_master
+):
+    app, port = "dupes", free_port()
+    assert install(healer, app, published["1.0.0"], port)["result"] is True
+    start = time.time()
+
+    tag = f"salt/beacon/{CLIENT}/app_health/{app}/unhealthy"
+    with salt.utils.event.get_master_event(
+        salt_master.config, salt_master.config["sock_dir"], listen=False
+    ) as bus:
+        for _ in range(10):
+            bus.fire_event({"app": app, "reason": "told so by the test"}, tag)
+
+    assert wait_for(lambda: len(decisions(event_listener, salt_master, app, start)) == 10)
+    made = decisions(event_listener, salt_master, app, start)
+    assert made.count("merged") == 9
+    assert len([d for d in made if d != "merged"]) == 1
+
+
+def test_a_flapping_app_gets_bounded_actions_then_an_alert(
+    healer, published, event_listener, salt_master
+):
+    app, port = "flapping", free_port()
+    assert install(healer, app, published["1.0.0"], port)["result"] is True
+    start = time.time()
+
+    for _ in range(4):
+        supervisor_ctl(healer, "stop", f"outpost-{app}")
+        time.sleep(4)
+
+    assert wait_for(lambda: "alert" in decisions(event_listener, salt_master, app, start), 60)
+    made = [d for d in decisions(event_listener, salt_master, app, start) if d != "recovered"]
+    assert made[: made.index("alert")] in (["restart"], ["restart", "rollback"])
+    alerts = event_listener.get_events(
+        [(salt_master.id, f"outpost/alert/{CLIENT}/{app}")], after_time=start
+    )
+    assert alerts
+
+
+def test_a_refused_health_url_is_an_event_and_the_beacon_keeps_running(
+    healer, published, event_listener, salt_master
+):
+    app, port = "refused", free_port()
+    assert install(healer, app, published["1.0.0"], port)["result"] is True
+    healer.salt_call_cli().run("beacons.disable_beacon", "app_health")
+    supervisor_ctl(healer, "stop", f"outpost-{app}")
+    start = time.time()
+    healer.salt_call_cli().run("beacons.enable_beacon", "app_health")
+
+    unhealthy = event_listener.wait_for_events(
+        [(salt_master.id, f"salt/beacon/{CLIENT}/app_health/{app}/unhealthy")],
+        timeout=30,
+        after_time=start,
+    )
+    assert unhealthy.found_all_events
+    (event,) = unhealthy.matches
+    assert "refused" in event.data["reason"].lower()
+    later = time.time()
+    heartbeat = event_listener.wait_for_events(
+        [(salt_master.id, f"salt/beacon/{CLIENT}/app_health/heartbeat")],
+        timeout=30,
+        after_time=later,
+    )
+    assert heartbeat.found_all_events
+
+
+def test_lost_heartbeats_raise_client_missing(healer, event_listener, salt_master):
+    start = time.time()
+    healer.terminate()
+    try:
+        missing = event_listener.wait_for_events(
+            [(salt_master.id, f"outpost/client/{CLIENT}/missing")], timeout=60, after_time=start
+        )
+        assert missing.found_all_events
+    finally:
+        healer.start()
+
+
+def supervisor_ctl(healer, *args):
+    config = healer.config["outpost"]["supervisor"]
+    subprocess.run(
+        [config["bin_env"], "-c", config["conf_file"], *args], check=False, capture_output=True
+    )

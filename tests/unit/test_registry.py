@@ -1,0 +1,348 @@
+"""
+The release registry on both of its drivers: SQLite in the test's folder, and a real PostgreSQL
+server (tests/support/fixtures_postgres.py) with a fresh database for each test.
+
+Several ``Registry`` objects on one database, used from threads at once, stand for several
+masters sharing the registry.
+"""
+
+import threading
+
+import pytest
+
+import outpost_registry
+from outpost_registry import Registry, RegistryError
+
+APP = "hello"
+SOURCE = "salt://releases/hello/{version}/hello.pyz"
+MASTERS = 6
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_registry(request, tmp_path):
+    """Opens a ``Registry`` on this test's own database, once for each master that shares it."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "registry.sqlite")
+        yield lambda: Registry(driver="sqlite", path=path)
+        return
+    with request.getfixturevalue("postgres").fresh_database() as dsn:
+        yield lambda: Registry(driver="postgres", dsn=dsn)
+
+
+@pytest.fixture
+def registry(open_registry):
+    return open_registry()
+
+
+def sha(version):
+    """A stand-in sha256 per version: 64 hex digits."""
+    return version.replace(".", "").rjust(64, "0")
+
+
+def register(registry, version, app=APP):
+    manifest = {"app": app, "version": version, "sha256": sha(version)}
+    source = SOURCE.replace("hello", app).format(version=version)
+    return registry.register_release(app, version, sha(version), source, manifest)
+
+
+def at_once(calls):
+    """Run the calls in threads released together; returns their results, raises any error."""
+    start = threading.Barrier(len(calls))
+    results, errors = [None] * len(calls), []
+
+    def run(index):
+        start.wait()
+        try:
+            results[index] = calls[index]()
+        except Exception as err:  # handed over to the test's thread below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a master hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def on_every_master(open_registry, work):
+    """``work(registry, index)`` on ``MASTERS`` registries of one database, all at once."""
+    masters = [open_registry() for _ in range(MASTERS)]
+    return at_once(
+        [
+            lambda master=master, index=index: work(master, index)
+            for index, master in enumerate(masters)
+        ]
+    )
+
+
+def statuses(registry, app=APP):
+    return {rollout["id"]: rollout["status"] for rollout in registry.rollouts(app, limit=100)}
+
+
+# -- releases ---------------------------------------------------------------------------------
+
+
+def test_register_release_records_it_once(registry):
+    assert register(registry, "1.0.0") is True
+    assert register(registry, "1.0.0") is False
+
+    release = registry.release(APP, "1.0.0")
+    assert release["sha256"] == sha("1.0.0")
+    assert release["source"] == "salt://releases/hello/1.0.0/hello.pyz"
+    assert [entry["event"] for entry in registry.history(app=APP)] == ["registered"]
+    assert registry.release(APP, "9.9.9") is None
+
+
+def test_register_release_refuses_other_content_for_a_version(registry):
+    register(registry, "1.0.0")
+
+    with pytest.raises(RegistryError, match=r"^manifest\.sha256: hello 1\.0\.0"):
+        registry.register_release(APP, "1.0.0", "f" * 64, "salt://elsewhere.pyz", {})
+    assert registry.release(APP, "1.0.0")["sha256"] == sha("1.0.0")
+
+
+# -- desired releases -------------------------------------------------------------------------
+
+
+def test_set_desired_keeps_the_previous_release_in_history(registry):
+    register(registry, "1.0.0")
+    register(registry, "1.1.0")
+
+    registry.set_desired(APP, ["client-1", "client-2"], "1.0.0", 1, "promote")
+    registry.set_desired(APP, ["client-1"], "1.1.0", 2, "promote", reason="canary")
+
+    assert registry.desired(APP) == {"client-1": "1.1.0", "client-2": "1.0.0"}
+    steps = [
+        (entry["version"], entry["previous"], entry["rollout_id"], entry["reason"])
+        for entry in registry.history(app=APP, client="client-1")
+    ]
+    assert steps == [("1.0.0", None, 1, None), ("1.1.0", "1.0.0", 2, "canary")]
+    assert [entry["client"] for entry in registry.history(rollout_id=1)] == [
+        "client-1",
+        "client-2",
+    ]
+
+
+def test_desired_for_client_names_source_and_hash_of_each_app(registry):
+    register(registry, "1.0.0")
+    register(registry, "2.0.0", app="shop")
+    registry.set_desired(APP, ["client-1"], "1.0.0", 1, "promote")
+    registry.set_desired("shop", ["client-1", "client-2"], "2.0.0", 2, "promote")
+
+    assert registry.desired_for_client("client-1") == {
+        "hello": {
+            "version": "1.0.0",
+            "source": "salt://releases/hello/1.0.0/hello.pyz",
+            "source_hash": f"sha256={sha('1.0.0')}",
+        },
+        "shop": {
+            "version": "2.0.0",
+            "source": "salt://releases/shop/2.0.0/shop.pyz",
+            "source_hash": f"sha256={sha('2.0.0')}",
+        },
+    }
+    assert set(registry.desired_for_client("client-2")) == {"shop"}
+    assert registry.desired_for_client("client-9") == {}
+
+
+def test_desired_for_client_leaves_out_unregistered_releases(registry):
+    registry.set_desired(APP, ["client-1"], "3.0.0", 1, "promote")
+
+    assert registry.desired(APP) == {"client-1": "3.0.0"}
+    assert registry.desired_for_client("client-1") == {}
+
+
+def test_moved_in_rollout_keeps_the_first_move_of_each_client(registry):
+    registry.set_desired(APP, ["client-1"], "1.0.0", 1, "promote")
+    registry.set_desired(APP, ["client-1", "client-2"], "1.1.0", 2, "promote")
+    # The same rollout promotes client-1 again, then a halt rolls it back: neither is a first move.
+    registry.set_desired(APP, ["client-1"], "1.1.0", 2, "promote")
+    registry.set_desired(APP, ["client-1"], "1.0.0", 2, "rollback", "canary unhealthy")
+    registry.set_desired(APP, ["client-3"], "1.1.0", 2, "pending", "offline")
+
+    assert registry.moved_in_rollout(2) == {"client-1": "1.0.0", "client-2": None}
+    assert registry.moved_in_rollout(3) == {}
+
+
+def test_forget_desired_drops_only_the_named_clients(registry):
+    register(registry, "1.1.0")
+    registry.set_desired(APP, ["client-1", "client-2"], "1.1.0", 4, "promote")
+
+    registry.forget_desired(APP, ["client-2"], 4, "canary unhealthy")
+
+    assert registry.desired(APP) == {"client-1": "1.1.0"}
+    assert registry.desired_for_client("client-2") == {}
+    last = registry.history(client="client-2")[-1]
+    assert (last["event"], last["version"], last["rollout_id"], last["reason"]) == (
+        "rollback",
+        None,
+        4,
+        "canary unhealthy",
+    )
+
+
+def test_forget_desired_records_the_release_it_drops(registry):
+    """History lost which release a forgotten client had pointed at: ``previous`` stayed empty."""
+    registry.set_desired(APP, ["client-1"], "1.1.0", 4, "promote")
+
+    registry.forget_desired(APP, ["client-1"], 4, "canary unhealthy")
+
+    assert registry.history(client="client-1")[-1]["previous"] == "1.1.0"
+
+
+# -- rollouts ---------------------------------------------------------------------------------
+
+
+def test_claim_rollout_runs_one_per_app_and_queues_only_the_newest(registry):
+    first = registry.claim_rollout(APP, "1.1.0")
+    second = registry.claim_rollout(APP, "1.2.0")
+    third = registry.claim_rollout(APP, "1.3.0")
+    other_app = registry.claim_rollout("shop", "2.0.0")
+
+    assert first[1] == "running"
+    assert second[1] == "queued"
+    assert third[1] == "queued"
+    assert other_app[1] == "running"
+    assert statuses(registry) == {first[0]: "running", second[0]: "superseded", third[0]: "queued"}
+    assert registry.rollout(second[0])["reason"] == "a newer release (1.3.0) arrived"
+    assert registry.rollout(other_app[0])["app"] == "shop"
+
+
+def test_promote_queued_runs_the_waiting_rollout_once_the_running_one_ends(registry):
+    running, _ = registry.claim_rollout(APP, "1.1.0")
+    queued, _ = registry.claim_rollout(APP, "1.2.0")
+    assert registry.promote_queued(APP) is None
+
+    registry.update_rollout(running, "succeeded", status="succeeded")
+
+    assert registry.promote_queued(APP) == {"id": queued, "version": "1.2.0"}
+    assert registry.rollout(queued)["status"] == "running"
+    assert registry.rollout(queued)["phase"] == "running"
+    assert registry.promote_queued(APP) is None
+    registry.update_rollout(queued, "halted", status="halted")
+    assert registry.promote_queued(APP) is None
+
+
+def test_claim_rollout_supersedes_a_queued_one_when_none_runs(registry):
+    """A release arriving between the end of a rollout and ``promote_queued`` left the older
+    queued release waiting, and ``promote_queued`` later rolled clients back to it."""
+    running, _ = registry.claim_rollout(APP, "1.1.0")
+    stale, _ = registry.claim_rollout(APP, "1.2.0")
+    registry.update_rollout(running, "succeeded", status="succeeded")
+
+    newest, status = registry.claim_rollout(APP, "1.3.0")
+    registry.update_rollout(newest, "succeeded", status="succeeded")
+
+    assert status == "running"
+    assert registry.rollout(stale)["status"] == "superseded"
+    assert registry.promote_queued(APP) is None
+
+
+def test_update_rollout_sets_phase_counts_status_and_reason(registry):
+    rollout_id, _ = registry.claim_rollout(APP, "1.1.0")
+
+    registry.update_rollout(rollout_id, "canary", counts={"batch": 0, "clients": 1})
+    registry.update_rollout(rollout_id, "halted", status="halted", reason="canary unhealthy")
+
+    rollout = registry.rollout(rollout_id)
+    assert (rollout["phase"], rollout["status"], rollout["reason"]) == (
+        "halted",
+        "halted",
+        "canary unhealthy",
+    )
+    assert rollout["counts"] == {"batch": 0, "clients": 1}
+    assert rollout["updated_at"] >= rollout["created_at"]
+    with pytest.raises(RegistryError, match="^rollout_id: no rollout 999$"):
+        registry.rollout(999)
+
+
+def test_rollouts_lists_newest_first_by_app_and_limit(registry):
+    ids = [registry.claim_rollout(app, "1.0.0")[0] for app in ("hello", "shop", "hello")]
+
+    assert [rollout["id"] for rollout in registry.rollouts()] == ids[::-1]
+    assert [rollout["id"] for rollout in registry.rollouts(APP)] == [ids[2], ids[0]]
+    assert [rollout["id"] for rollout in registry.rollouts(limit=1)] == [ids[2]]
+    assert registry.rollouts("nothing") == []
+    assert registry.rollouts()[0]["counts"] == {}
+
+
+def test_the_database_refuses_a_second_running_rollout_of_an_app(registry):
+    """A constraint the database broke surfaced as the driver's own error, which neither the
+    runners nor the pillar catch; it is a ``RegistryError`` now."""
+    registry.claim_rollout(APP, "1.1.0")
+    queued, _ = registry.claim_rollout(APP, "1.2.0")
+
+    with pytest.raises(RegistryError, match="registry: "):
+        registry.update_rollout(queued, "running", status="running")
+    assert registry.rollout(queued)["status"] == "queued"
+
+
+# -- several masters --------------------------------------------------------------------------
+
+
+def test_masters_claiming_at_once_start_exactly_one_rollout(open_registry):
+    """On PostgreSQL, masters claiming together each saw no running rollout: all but one failed on
+    the unique index instead of queueing, or two queued releases both kept waiting."""
+    claims = on_every_master(
+        open_registry,
+        lambda registry, index: registry.claim_rollout(APP, f"1.{index}.0"),
+    )
+
+    assert [status for _, status in claims].count("running") == 1
+    found = statuses(open_registry())
+    assert list(found.values()).count("running") == 1
+    assert list(found.values()).count("queued") == 1
+    assert len(found) == MASTERS
+
+
+def test_masters_promoting_at_once_run_the_queued_rollout_once(open_registry):
+    """On PostgreSQL, every master promoting together got the same queued rollout to run."""
+    registry = open_registry()
+    running, _ = registry.claim_rollout(APP, "1.1.0")
+    queued, _ = registry.claim_rollout(APP, "1.2.0")
+    registry.update_rollout(running, "succeeded", status="succeeded")
+
+    promoted = on_every_master(open_registry, lambda master, _: master.promote_queued(APP))
+
+    assert [item for item in promoted if item] == [{"id": queued, "version": "1.2.0"}]
+
+
+def test_masters_registering_one_release_at_once_record_it_once(open_registry):
+    created = on_every_master(open_registry, lambda registry, _: register(registry, "1.0.0"))
+
+    assert created.count(True) == 1
+    assert len(open_registry().history(app=APP)) == 1
+
+
+def test_masters_starting_at_once_on_an_empty_database_share_one_schema(open_registry):
+    """Masters opening a new registry together failed: PostgreSQL's concurrent ``CREATE TABLE IF
+    NOT EXISTS`` broke a catalog index, SQLite's switch to WAL answered "database is locked"."""
+    masters = at_once([open_registry] * MASTERS)
+
+    assert all(isinstance(master, Registry) for master in masters)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_from_opts_defaults_to_sqlite_in_the_master_cachedir(tmp_path):
+    registry = Registry.from_opts({"cachedir": str(tmp_path)})
+
+    assert registry.driver == "sqlite"
+    assert registry.path == str(tmp_path / "outpost" / "registry.sqlite")
+    assert (tmp_path / "outpost" / "registry.sqlite").exists()
+
+
+def test_an_unknown_driver_is_refused():
+    with pytest.raises(RegistryError, match="^registry:driver: 'mysql' is not sqlite or postgres$"):
+        Registry(driver="mysql")
+
+
+def test_registry_error_is_a_salt_command_error():
+    from salt.exceptions import CommandExecutionError
+
+    assert issubclass(outpost_registry.RegistryError, CommandExecutionError)
