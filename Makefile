@@ -40,7 +40,10 @@ lint: setup
 	$(VENV)/bin/yamllint -s pillar.example salt/outpost/defaults.yaml salt/outpost/osfamilymap.yaml
 
 bench: setup
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PY) bench/shiv_app_apply.py
+	$(PY) bench/self_healing.py
+	$(PY) bench/rollout.py
 
 clean:
 	rm -rf $(VENV) .demo build dist *.egg-info

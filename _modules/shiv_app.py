@@ -416,12 +416,16 @@ def _go_live(releases, version, settings, saved_settings, health_timeout, action
 
 
 def _start(backend, releases, version, settings, force_restart=False):
-    """Define and load the service; restart it unless loading a changed definition did."""
+    """Define and load the service, then make sure the new definition is what runs."""
     spec = _service_spec(releases, version, settings)
     changed = backend.define(spec)
     backend.apply(spec.name)
-    if force_restart or not changed or not backend.status(spec.name)["running"]:
+    if force_restart or not changed:
         backend.restart(spec.name)
+    elif not backend.status(spec.name)["running"]:
+        # Loading a changed definition stopped the old process; the service manager would start
+        # the new one on its next tick (a second with supervisord): start it now.
+        backend.start(spec.name)
 
 
 def _gate(backend, releases, version, settings, health_timeout):

@@ -4,7 +4,8 @@ one step at a time, never two at once, never without end.
 
 For an unhealthy app the runner decides, in order:
 
-1. restart the service, unless a restart was already tried within the window;
+1. restart the service, unless a restart was already tried within the window, and watch it for
+   ``settle`` seconds;
 2. if still unhealthy and the live release went live within the window, roll back to the previous
    release (and point the registry at it, so the next highstate does not undo the rollback);
 3. otherwise raise an alert for a person.
@@ -22,6 +23,7 @@ Master configuration::
     outpost:
       health:
         window: 600          # seconds: how far back "recently" reaches
+        settle: 10           # seconds a restarted app must stay healthy to count as repaired
         max_actions: 3       # actions per client per window before only alerts
         missing_after: 900   # seconds without a heartbeat before a client is missing
     schedule:
@@ -43,7 +45,13 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "outpost_health"
 
-DEFAULTS = {"window": 600, "max_actions": 3, "missing_after": 900, "action_timeout": 120}
+DEFAULTS = {
+    "window": 600,
+    "max_actions": 3,
+    "missing_after": 900,
+    "action_timeout": 120,
+    "settle": 10,
+}
 
 
 def __virtual__():
@@ -180,9 +188,10 @@ def _carry_out(registry, client, app, decision, why):
     """Returns the decision as it ended up (a step may escalate), its reason and result."""
     if decision == "restart":
         restarted = _call(client, "shiv_app.restart_app", app)
-        if isinstance(restarted, dict) and restarted.get("restarted"):
+        relapse = _relapse(client, app) if isinstance(restarted, dict) else str(restarted)
+        if not relapse:
             return "restart", why, f"restarted {restarted['restarted']}, healthy"
-        decision, why = "rollback", f"a restart did not help: {restarted}"
+        decision, why = "rollback", f"a restart did not help: {relapse}"
     if decision == "rollback":
         return _roll_back(registry, client, app, why)
     _emit(f"outpost/alert/{client}/{app}", {"reason": why, "time": time.time()})
@@ -202,6 +211,19 @@ def _roll_back(registry, client, app, why):
     # The registry must want what now runs, or the next highstate brings the bad release back.
     registry.set_desired(app, [client], rolled["live"], None, "remediation", why)
     return "rollback", why, f"rolled back from {rolled['previous']} to {rolled['live']}"
+
+
+def _relapse(client, app):
+    """Watch a restarted app for ``settle`` seconds; the reason it failed again, or None."""
+    deadline = time.monotonic() + float(_settings()["settle"])
+    while time.monotonic() < deadline:
+        health = _call(client, "shiv_app.check_health", app, 2, 1)
+        if not isinstance(health, dict):
+            return str(health)
+        if not health.get("healthy"):
+            return health.get("reason", "unhealthy")
+        time.sleep(1)
+    return None
 
 
 def _went_live_recently(live_since):

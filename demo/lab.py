@@ -93,7 +93,16 @@ def free_port():
 class Lab:
     """A master and ``minions`` clients on this machine."""
 
-    def __init__(self, base=None, minions=("client-1",), apps=None, signing_keys=(), secret=None):
+    def __init__(
+        self,
+        base=None,
+        minions=("client-1",),
+        apps=None,
+        signing_keys=(),
+        secret=None,
+        health=None,
+        minion_options=None,
+    ):
         self.base = pathlib.Path(base or REPO / ".demo")
         self.sockets = pathlib.Path(tempfile.mkdtemp(prefix="opd-", dir="/tmp"))
         self.minion_ids = list(minions)
@@ -101,6 +110,8 @@ class Lab:
         self.apps = apps or {}
         self.signing_keys = list(signing_keys)
         self.secret = secret
+        self.health = health
+        self.minion_options = minion_options or {}
         self.processes = []
         self.supervisors = {}
 
@@ -162,7 +173,12 @@ class Lab:
             pillar_roots={"base": [str(self.pillar_dir)]},
             auto_accept=True,
             **outpost_master_settings(
-                self.ports["api"], self.secret, self.signing_keys, self.registry_path, self.apps
+                self.ports["api"],
+                self.secret,
+                self.signing_keys,
+                self.registry_path,
+                self.apps,
+                self.health,
             ),
         )
         link_master_extensions(config["extension_modules"])
@@ -180,6 +196,7 @@ class Lab:
                 "root": str(self.outpost_root(minion_id)),
                 "supervisor": supervisor.minion_config(),
             },
+            **self.minion_options,
         )
         self._write(self.base / "etc" / minion_id / "minion", config)
 
@@ -204,6 +221,8 @@ class Lab:
             self._spawn("salt-minion", self.base / "etc" / minion_id)
         self.wait_for_minions()
         self.salt("*", "saltutil.sync_all")
+        # sync_all does not reload beacons; a newly synced beacon module needs this.
+        self.salt("*", "saltutil.refresh_beacons")
         return self
 
     def _spawn(self, daemon, config_dir):

@@ -135,7 +135,13 @@ def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, 
             [public_key_b64(signing_key)],
             short_root / "registry.sqlite",
             outpost_apps(),
-            health={"missing_after": 4, "check_every": 2, "max_actions": 50, "window": 600},
+            health={
+                "missing_after": 4,
+                "check_every": 2,
+                "max_actions": 50,
+                "window": 600,
+                "settle": 8,
+            },
         ),
         "log_level_logfile": "info",
     }
@@ -157,13 +163,21 @@ def client_overrides(outpost_root, supervisor):
     }
 
 
+def sync_client(factory):
+    """What ops run once a client joins: sync outpost's modules. sync_all does not reload
+    beacons, so a newly synced beacon module needs its own refresh."""
+    caller = factory.salt_call_cli()
+    synced = caller.run("saltutil.sync_all")
+    assert synced.returncode == 0, synced
+    caller.run("saltutil.refresh_beacons")
+
+
 @pytest.fixture(scope="session")
 def salt_minion(salt_master, supervisord, outpost_root):
     overrides = client_overrides(outpost_root, supervisord)
     factory = salt_master.salt_minion_daemon("client-1", overrides=overrides)
     with factory.started():
-        synced = factory.salt_call_cli().run("saltutil.sync_all")
-        assert synced.returncode == 0, synced
+        sync_client(factory)
         yield factory
 
 

@@ -17,7 +17,7 @@ import yaml
 import outpost_registry
 import outpost_webhook
 from demo.supervisor import Supervisord
-from tests.conftest import CLIENTS, WEBHOOK_SECRET, app_python, client_overrides
+from tests.conftest import CLIENTS, WEBHOOK_SECRET, app_python, client_overrides, sync_client
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def clients(salt_master, salt_minion, short_root):
                 client, overrides=client_overrides(root, supervisor)
             )
             stack.enter_context(factory.started())
-            factory.salt_call_cli().run("saltutil.sync_all")
+            sync_client(factory)
             started[client] = factory
         yield started
 
