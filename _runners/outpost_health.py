@@ -217,7 +217,7 @@ def _relapse(client, app):
     """Watch a restarted app for ``settle`` seconds; the reason it failed again, or None."""
     deadline = time.monotonic() + float(_settings()["settle"])
     while time.monotonic() < deadline:
-        health = _call(client, "shiv_app.check_health", app, 2, 1)
+        health = _call(client, "shiv_app.check_health", app, timeout=2, retries=1)
         if not isinstance(health, dict):
             return str(health)
         if not health.get("healthy"):
@@ -230,10 +230,15 @@ def _went_live_recently(live_since):
     return bool(live_since) and live_since >= _iso_ago(float(_settings()["window"]))
 
 
-def _call(client, function, *args):
+def _call(client, function, *args, **kwargs):
     """One function on one client; a missing answer comes back as a sentence."""
     answers = _local().cmd(
-        client, function, list(args), timeout=int(_settings()["action_timeout"]), full_return=True
+        client,
+        function,
+        list(args),
+        timeout=int(_settings()["action_timeout"]),
+        full_return=True,
+        kwarg=kwargs,
     )
     answer = answers.get(client)
     if not isinstance(answer, dict):

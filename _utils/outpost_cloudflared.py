@@ -88,8 +88,6 @@ class Layout:
     """Where cloudflared's files live under the outpost root: machine-wide, one of each."""
 
     def __init__(self, root, windows=False):
-        if windows:
-            refuse_user_profile(root)
         self.root = root
         self.windows = windows
         self.bin_dir = os.path.join(root, "bin")
@@ -413,6 +411,10 @@ def put_binary(layout, staged, version, sha256):
     """Move a checked download into place; the record follows the binary."""
     os.chmod(staged, 0o755)  # noqa: S103 - a program every account may run; only root writes
     os.replace(staged, layout.binary)
+    return record_binary(layout, version, sha256)
+
+
+def record_binary(layout, version, sha256):
     record = {
         "version": version,
         "sha256": sha256,
@@ -497,7 +499,7 @@ def split_windows_args(text):
     args, current, in_word, quoted, slashes = [], [], False, False, 0
     for char in text:
         if char == "\\":
-            slashes += 1
+            slashes, in_word = slashes + 1, True
             continue
         if char == '"':
             current.append("\\" * (slashes // 2))
@@ -517,7 +519,7 @@ def split_windows_args(text):
         current.append(char)
         in_word = True
     current.append("\\" * slashes)
-    if in_word or slashes:
+    if in_word:
         args.append("".join(current))
     return args
 
@@ -742,9 +744,12 @@ class Connector:
         spec = wanted["spec"]
         changed = self.backend.define(spec)
         self.backend.apply(spec.name)
-        # A changed definition was (re)started by apply; anything else needs a restart here.
-        if not changed or not self.status()["running"]:
+        # Loading a changed definition restarts the service (supervisord may leave the start
+        # to its next tick: start it now); anything else in the plan needs a restart here.
+        if not changed:
             self.backend.restart(spec.name)
+        elif not self.status()["running"]:
+            self.backend.start(spec.name)
         self._record_started()
         log.info("started cloudflared: %s", ", ".join(sorted(plan)))
 
