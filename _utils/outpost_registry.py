@@ -51,6 +51,9 @@ WRITE_LOCK = int.from_bytes(b"outpost", "big")
 FINISHED = ("succeeded", "halted", "superseded")
 
 
+_SCHEMA_READY = set()
+
+
 class RegistryError(CommandExecutionError):
     """The registry could not be read or written."""
 
@@ -68,7 +71,10 @@ class Registry:
         self.driver = driver
         self.path = path
         self.dsn = dsn
-        self._create_schema()
+        # Pillar compiles open the registry for every client: create the schema once a process.
+        if (driver, path, dsn) not in _SCHEMA_READY:
+            self._create_schema()
+            _SCHEMA_READY.add((driver, path, dsn))
 
     @classmethod
     def from_opts(cls, opts):
@@ -120,7 +126,8 @@ class Registry:
         try:
             cursor = _Cursor(connection.cursor(), self.driver)
             if self.driver == "sqlite":
-                cursor.execute("BEGIN IMMEDIATE")
+                # A reader needs no lock: WAL lets it read while a writer writes.
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             elif write:
                 cursor.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             yield cursor
