@@ -37,11 +37,15 @@ def _zone(zone):
     return outpost_cloudflare.zone_id(__opts__, zone)
 
 
-def _target(api, tunnel, target):
+def _target(api, tunnel, target, predict=False):
     if bool(tunnel) == bool(target):
         raise SaltInvocationError("tunnel, target: give exactly one")
     if target:
         return outpost_cloudflare._check_hostname(target, "target")
+    found = outpost_cloudflare.find_tunnel(api, tunnel)
+    if found is None and predict:
+        # A dry run of a whole exposure: the tunnel is created by an earlier state.
+        return outpost_cloudflare.tunnel_target(f"<id of tunnel {tunnel}>")
     return outpost_cloudflare.tunnel_target(outpost_cloudflare.tunnel_id(api, tunnel))
 
 
@@ -195,7 +199,7 @@ def plan_ingress(tunnel, rules=None, remove=None):
             rules='[{"hostname": "hello.example.com", "service": "http://127.0.0.1:8080"}]'
     """
     rules, remove = _ingress_args(rules, remove)
-    return outpost_cloudflare.plan_ingress(_api(), tunnel, rules, remove)[0]
+    return outpost_cloudflare.plan_ingress(_api(), tunnel, rules, remove, predict=True)[0]
 
 
 def write_ingress(tunnel, rules=None, remove=None):
@@ -225,10 +229,11 @@ def write_ingress(tunnel, rules=None, remove=None):
 # -- DNS -------------------------------------------------------------------------------------
 
 
-def _cname(name, zone, tunnel, target, proxied, ttl, comment):
+def _cname(name, zone, tunnel, target, proxied, ttl, comment, predict=False):
     api = _api()
     name = outpost_cloudflare._check_hostname(name, "name")
-    fields = outpost_cloudflare.cname_fields(_target(api, tunnel, target), proxied, ttl, comment)
+    content = _target(api, tunnel, target, predict)
+    fields = outpost_cloudflare.cname_fields(content, proxied, ttl, comment)
     return api, _zone(zone), name, fields
 
 
@@ -264,7 +269,7 @@ def plan_cname(name, zone, tunnel=None, target=None, proxied=True, ttl=None, com
         salt-run salt.cmd cloudflare_zt.plan_cname hello.example.com example.com \\
             tunnel=outpost-client-1
     """
-    api, zone, name, fields = _cname(name, zone, tunnel, target, proxied, ttl, comment)
+    api, zone, name, fields = _cname(name, zone, tunnel, target, proxied, ttl, comment, True)
     return outpost_cloudflare.plan_cname(api, zone, name, fields)[0]
 
 
@@ -456,7 +461,7 @@ def remove_policy(name, dry_run=False):
     return outpost_cloudflare.remove_policy(_api(), name, dry_run=bool(dry_run))
 
 
-def _app(domain, policies, app_name, settings):
+def _app(domain, policies, app_name, settings, predict=False):
     api = _api()
     domain = outpost_cloudflare._check_hostname(domain, "name")
     if not isinstance(policies, list) or not policies:
@@ -465,7 +470,9 @@ def _app(domain, policies, app_name, settings):
     unknown = sorted(set(settings) - set(outpost_cloudflare.APP_WRITABLE))
     if unknown:
         raise SaltInvocationError(f"settings: {unknown[0]!r} is not a setting outpost manages")
-    fields = outpost_cloudflare.app_fields(api, app_name or domain, domain, policies, settings)
+    fields = outpost_cloudflare.app_fields(
+        api, app_name or domain, domain, policies, settings, predict
+    )
     return api, fields
 
 
@@ -492,7 +499,7 @@ def plan_app(domain, policies, app_name=None, settings=None):
 
         salt-run salt.cmd cloudflare_zt.plan_app hello.example.com policies='[hello-staff]'
     """
-    api, fields = _app(domain, policies, app_name, settings)
+    api, fields = _app(domain, policies, app_name, settings, predict=True)
     return outpost_cloudflare.plan_app(api, fields)[0]
 
 

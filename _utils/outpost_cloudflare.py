@@ -508,7 +508,11 @@ def ingress_changes(current, merged):
     return changes
 
 
-def plan_ingress(api, tunnel_name, rules=(), remove=()):
+def plan_ingress(api, tunnel_name, rules=(), remove=(), predict=False):
+    """The changes to the tunnel's ingress. ``predict``: a tunnel not created yet (in a dry
+    run of everything) has an empty configuration."""
+    if predict and find_tunnel(api, tunnel_name) is None:
+        return ingress_changes([], merge_ingress([], rules)) if rules else {}, None
     tunnel = tunnel_id(api, tunnel_name)
     version, config = read_ingress(api, tunnel)
     current = config.get("ingress") or []
@@ -756,10 +760,14 @@ def find_app(api, domain):
     return found[0] if found else None
 
 
-def app_fields(api, name, domain, policies, extra=None):
+def app_fields(api, name, domain, policies, extra=None, predict=False):
+    """The application as outpost writes it. ``predict``: a policy not created yet (in a dry
+    run of everything) is named by a placeholder id."""
     links = []
     for precedence, policy_name in enumerate(policies, start=1):
         policy = find_policy(api, policy_name)
+        if policy is None and predict:
+            policy = {"id": f"<id of Access policy {policy_name}>"}
         if policy is None:
             raise CloudflareError(f"policies[{precedence - 1}]: no Access policy {policy_name}")
         links.append({"id": policy["id"], "precedence": precedence})

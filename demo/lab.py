@@ -36,7 +36,14 @@ SERVED_FOLDERS = (
     "reactor",
 )
 # What `salt-run saltutil.sync_all` would put in the master's extension_modules.
-MASTER_EXTENSIONS = {"runners": "_runners", "pillar": "_pillar", "utils": "_utils"}
+MASTER_EXTENSIONS = {
+    "runners": "_runners",
+    "pillar": "_pillar",
+    "utils": "_utils",
+    # Orchestrations run the master-side cloudflare_zt states with the master's own loader.
+    "modules": "_modules",
+    "states": "_states",
+}
 
 
 def link_master_extensions(folder):

@@ -121,27 +121,49 @@ def app_ports():
     return {client: {app: free_port() for app in ("hello", "slowpoke")} for client in CLIENTS}
 
 
+def with_cloudflare(settings, cloudflare):
+    """The master also manages Cloudflare (against the API stand-in behind Prism) and gives
+    each client its tunnel token through the outpost_cloudflare ext_pillar."""
+    settings["ext_pillar"].append({"outpost_cloudflare": {}})
+    settings["outpost"]["cloudflare"] = cloudflare
+    return settings
+
+
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port):
+def salt_master(
+    salt_factories,
+    ext_tree,
+    pillar_tree,
+    short_root,
+    signing_key,
+    api_port,
+    cloudflare_standin,
+    prism_port,
+):
+    from tests.support.fixtures_cloudflare import cloudflare_settings
+
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
         "pillar_roots": {"base": [str(pillar_tree)]},
         "fileserver_followsymlinks": True,
         # Relative: Salt puts the master's root_dir in front of it.
         "extension_modules": "extmods",
-        **outpost_master_settings(
-            api_port,
-            WEBHOOK_SECRET,
-            [public_key_b64(signing_key)],
-            short_root / "registry.sqlite",
-            outpost_apps(),
-            health={
-                "missing_after": 4,
-                "check_every": 2,
-                "max_actions": 50,
-                "window": 600,
-                "settle": 8,
-            },
+        **with_cloudflare(
+            outpost_master_settings(
+                api_port,
+                WEBHOOK_SECRET,
+                [public_key_b64(signing_key)],
+                short_root / "registry.sqlite",
+                outpost_apps(),
+                health={
+                    "missing_after": 4,
+                    "check_every": 2,
+                    "max_actions": 50,
+                    "window": 600,
+                    "settle": 8,
+                },
+            ),
+            cloudflare_settings(cloudflare_standin, prism_port),
         ),
         "log_level_logfile": "info",
     }

@@ -26,7 +26,7 @@ GROUP = {"provider": "okta", "idp": "3f2a9c1e-okta", "name": "Engineering"}
 
 
 @pytest.fixture(scope="module")
-def master_opts(tmp_path_factory, cloudflare_standin, prism):
+def master_opts(tmp_path_factory, cloudflare_standin, prism, prism_port):
     import salt.config
 
     root = tmp_path_factory.mktemp("cf-master")
@@ -43,7 +43,7 @@ def master_opts(tmp_path_factory, cloudflare_standin, prism):
             "module_dirs": [str(REPO / "_modules")],
             "states_dirs": [str(REPO / "_states")],
             "utils_dirs": [str(REPO / "_utils")],
-            "outpost": {"cloudflare": cloudflare_settings(cloudflare_standin, prism)},
+            "outpost": {"cloudflare": cloudflare_settings(cloudflare_standin, prism_port)},
         }
     )
     return opts
@@ -125,9 +125,24 @@ def writes(api):
 
 def test_expose_from_nothing_then_nothing_changes(cf, loaders, master_opts):
     predicted = expose(loaders, test=True)
-    assert_all(predicted[:1], None, True)
+    assert_all(predicted, None, True)
     assert writes(cf) == []
     assert cf.tunnels == {}
+    assert predicted[0].changes == {
+        "tunnel": {"old": None, "new": TUNNEL},
+        "token": f"would be stored for {CLIENT}",
+    }
+    catch_all = {"hostname": "*", "service": "http_status:404"}
+    assert predicted[1].changes == {
+        HOST: {"old": None, "new": RULE},
+        "catch-all": {"old": None, "new": catch_all},
+    }
+    assert predicted[2].changes["record"]["new"] == {
+        "name": HOST,
+        "type": "CNAME",
+        "content": f"<id of tunnel {TUNNEL}>.cfargotunnel.com",
+        "proxied": True,
+    }
 
     applied = expose(loaders)
     assert_all(applied, True, True)

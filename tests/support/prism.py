@@ -68,11 +68,11 @@ def write_spec(destination):
 
 
 class Prism:
-    def __init__(self, upstream, log_path):
+    def __init__(self, upstream, log_path, port=None):
         self.upstream = upstream
         self.log_path = pathlib.Path(log_path)
         self.spec = self.log_path.with_name("cloudflare-openapi.json")
-        self.port = free_port()
+        self.port = port or free_port()
         self.process = None
 
     @property
