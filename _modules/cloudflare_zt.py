@@ -166,7 +166,9 @@ def get_ingress(tunnel):
         salt-run salt.cmd cloudflare_zt.get_ingress outpost-client-1
     """
     api = _api()
-    version, config = outpost_cloudflare.read_ingress(api, outpost_cloudflare.tunnel_id(api, tunnel))
+    version, config = outpost_cloudflare.read_ingress(
+        api, outpost_cloudflare.tunnel_id(api, tunnel)
+    )
     return {"version": version, "ingress": config.get("ingress") or []}
 
 
@@ -405,7 +407,14 @@ def plan_policy(
         salt-run salt.cmd cloudflare_zt.plan_policy hello-staff emails='[ops@example.com]'
     """
     fields = _policy(
-        name, emails, email_domains, groups, require_mfa, include, require, exclude,
+        name,
+        emails,
+        email_domains,
+        groups,
+        require_mfa,
+        include,
+        require,
+        exclude,
         session_duration,
     )
     return outpost_cloudflare.plan_policy(_api(), fields)[0]
@@ -436,7 +445,14 @@ def write_policy(
         salt-run salt.cmd cloudflare_zt.write_policy hello-staff emails='[ops@example.com]'
     """
     fields = _policy(
-        name, emails, email_domains, groups, require_mfa, include, require, exclude,
+        name,
+        emails,
+        email_domains,
+        groups,
+        require_mfa,
+        include,
+        require,
+        exclude,
         session_duration,
     )
     return outpost_cloudflare.apply_policy(_api(), fields)

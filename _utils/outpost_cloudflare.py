@@ -17,6 +17,7 @@ Settings, in the master configuration::
         zones: {example.com: fedcba9876543210fedcba9876543210}
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -155,7 +156,9 @@ class TunnelTokens:
             import outpost_vault
 
             self.vault = outpost_vault.client_from_opts(opts)
-        self.folder = os.path.join(opts.get("cachedir", "/var/cache/salt/master"), "outpost-tunnels")
+        self.folder = os.path.join(
+            opts.get("cachedir", "/var/cache/salt/master"), "outpost-tunnels"
+        )
 
     def _path(self, minion_id):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", str(minion_id)):
@@ -195,10 +198,8 @@ class TunnelTokens:
         if self.vault is not None:
             self.vault.delete_secret(self.mount, path)
             return
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(self.folder, minion_id))
-        except FileNotFoundError:
-            pass
 
 
 # -- the API ---------------------------------------------------------------------------------
@@ -248,7 +249,9 @@ class API:
         never an endless loop or a listing with holes."""
         items, seen = [], set()
         for page in range(1, self.max_pages + 1):
-            answer = self.call(f"{what} (page {page})", function, page=page, per_page=PER_PAGE, **params)
+            answer = self.call(
+                f"{what} (page {page})", function, page=page, per_page=PER_PAGE, **params
+            )
             batch = [plain(item) for item in (answer.result or [])]
             ids = {item.get("id") for item in batch}
             if batch and ids <= seen:
@@ -299,7 +302,7 @@ def same(current, wanted):
         current = current or []
         if not isinstance(current, list) or len(current) != len(wanted):
             return False
-        return all(same(old, new) for old, new in zip(current, wanted))
+        return all(same(old, new) for old, new in zip(current, wanted, strict=True))
     return current == wanted
 
 
@@ -465,14 +468,17 @@ def check_rules(rules):
 
 
 def read_ingress(api, tunnel):
-    answer = plain(
-        api.call(
-            f"read the configuration of tunnel {tunnel}",
-            api.sdk.zero_trust.tunnels.cloudflared.configurations.get,
-            tunnel,
-            account_id=api.account,
+    answer = (
+        plain(
+            api.call(
+                f"read the configuration of tunnel {tunnel}",
+                api.sdk.zero_trust.tunnels.cloudflared.configurations.get,
+                tunnel,
+                account_id=api.account,
+            )
         )
-    ) or {}
+        or {}
+    )
     config = answer.get("config") or {}
     return answer.get("version"), config
 
@@ -540,15 +546,18 @@ def apply_ingress(api, tunnel_name, rules=(), remove=()):
             version, config = latest, config_now
             merged = merge_ingress(config.get("ingress") or [], rules, remove)
             continue
-        written = plain(
-            api.call(
-                f"write the configuration of tunnel {tunnel_name}",
-                api.sdk.zero_trust.tunnels.cloudflared.configurations.update,
-                tunnel,
-                account_id=api.account,
-                config=dict(config, ingress=merged),
+        written = (
+            plain(
+                api.call(
+                    f"write the configuration of tunnel {tunnel_name}",
+                    api.sdk.zero_trust.tunnels.cloudflared.configurations.update,
+                    tunnel,
+                    account_id=api.account,
+                    config=dict(config, ingress=merged),
+                )
             )
-        ) or {}
+            or {}
+        )
         if version is not None and written.get("version") not in (None, version + 1):
             log.warning(
                 "tunnel %s: another write landed beside outpost's (version %s, now %s)",
@@ -771,7 +780,13 @@ def app_fields(api, name, domain, policies, extra=None, predict=False):
         if policy is None:
             raise CloudflareError(f"policies[{precedence - 1}]: no Access policy {policy_name}")
         links.append({"id": policy["id"], "precedence": precedence})
-    return {"type": "self_hosted", "name": name, "domain": domain, "policies": links, **(extra or {})}
+    return {
+        "type": "self_hosted",
+        "name": name,
+        "domain": domain,
+        "policies": links,
+        **(extra or {}),
+    }
 
 
 def _app_view(app):

@@ -390,12 +390,15 @@ def test_remove_takes_everything_away_and_nothing_else(cf, loaders, master_opts)
     cf_rules = [other_rule]
     expose(loaders)
     zt.ingress_managed(name="shop-ingress", tunnel=TUNNEL, rules=[OTHER_RULE])
-    zt.waf_rule_present(name="keep-me", zone=ZONE, expression=cf_rules[0]["expression"], action="log")
+    zt.waf_rule_present(
+        name="keep-me", zone=ZONE, expression=cf_rules[0]["expression"], action="log"
+    )
     zt.access_policy_present(name="shop-staff", emails=["shop@outpost.test"])
 
     predicted = unexpose(loaders, test=True)
     assert_all(predicted, None, True)
-    assert len(cf.apps) == 1 and len(cnames(cf)) == 1
+    assert len(cf.apps) == 1
+    assert len(cnames(cf)) == 1
 
     assert_all(unexpose(loaders), True, True)
 
@@ -433,7 +436,7 @@ def test_a_cname_pointing_elsewhere_is_left_alone(cf, loaders):
     for test in (True, False):
         ret = zt.cname_absent(name=HOST, zone=ZONE, tunnel=TUNNEL, test=test)
         assert (ret.result, ret.changes) == (True, {})
-        assert "not " in ret.comment and "left alone" in ret.comment
+        assert "left alone" in ret.comment
     assert len(cnames(cf)) == 1
 
 

@@ -7,6 +7,7 @@ master stored for it and delivered through its pillar.
 
 import hashlib
 import json
+import pathlib
 import sys
 
 import pytest
@@ -115,10 +116,8 @@ def test_expose_then_unexpose_one_client(
     assert salt_call.run("cloudflared.get_status").data["service"] != "running"
 
     secrets = [API_TOKEN, *cloudflare_api.secrets.values()]
-    master_log = salt_master.config["log_file"]
-    texts = [
-        r.stdout + r.stderr for r in (predicted_run, exposed_run, again_run, removed_run)
-    ]
-    texts.append(open(master_log, encoding="utf-8", errors="replace").read())
+    master_log = pathlib.Path(salt_master.config["log_file"])
+    texts = [r.stdout + r.stderr for r in (predicted_run, exposed_run, again_run, removed_run)]
+    texts.append(master_log.read_text(encoding="utf-8", errors="replace"))
     for secret in secrets:
         assert not [text for text in texts if secret in text]

@@ -254,9 +254,7 @@ class CloudflareAPI:
         tunnel = self._tunnel(params)
         if method == "DELETE":
             if tunnel["connections"]:
-                raise Failure(
-                    400, 1022, "Cannot delete tunnel because it has active connections"
-                )
+                raise Failure(400, 1022, "Cannot delete tunnel because it has active connections")
             tunnel.update(deleted_at=now(), status="inactive")
         return copy.deepcopy(tunnel), None
 
@@ -532,8 +530,14 @@ class CloudflareAPI:
 
     @staticmethod
     def _rule(body, rule_id=None):
-        if body.get("action") not in ("block", "challenge", "js_challenge", "managed_challenge",
-                                      "log", "skip"):
+        if body.get("action") not in (
+            "block",
+            "challenge",
+            "js_challenge",
+            "managed_challenge",
+            "log",
+            "skip",
+        ):
             raise Failure(400, 20021, "'action' is not a valid action")
         if not body.get("expression"):
             raise Failure(400, 20021, "'expression' is required")
@@ -576,9 +580,7 @@ class CloudflareAPI:
     def rule_item(self, method, params, query, body):
         self._method(method, ("PATCH", "DELETE"))
         ruleset = self._ruleset(params)
-        index = next(
-            (i for i, r in enumerate(ruleset["rules"]) if r["id"] == params["rule"]), None
-        )
+        index = next((i for i, r in enumerate(ruleset["rules"]) if r["id"] == params["rule"]), None)
         if index is None:
             raise not_found("Rule", 10003)
         if method == "DELETE":
@@ -629,7 +631,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 body = json.loads(raw) if raw else {}
                 result, info = self.api.handle(self.command, url.path, query, body)
                 status = success_status(self.command, url.path)
-                payload = {"success": True, "errors": [], "messages": [], "result": drop_nulls(result)}
+                payload = {
+                    "success": True,
+                    "errors": [],
+                    "messages": [],
+                    "result": drop_nulls(result),
+                }
                 if info is not None:
                     payload["result_info"] = info
             except Failure as failure:
