@@ -17,15 +17,13 @@ Settings, in the master configuration::
         zones: {example.com: fedcba9876543210fedcba9876543210}
 """
 
-import contextlib
-import json
 import logging
-import os
 import re
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import outpost_cloudflared
+import outpost_vault
 
 try:
     import cloudflare
@@ -122,15 +120,9 @@ def zone_id(opts, zone):
 
 
 def read_secret(opts, value, where):
-    """The one place secrets are read: a plain string, or a Vault reference
+    """The one place the API token is read: a plain string, or a Vault reference
     ``{vault: {mount, path, key}}`` looked up through outpost_vault."""
-    if isinstance(value, dict) and "vault" in value:
-        try:
-            import outpost_vault
-        except ImportError:
-            raise SaltInvocationError(
-                f"{where}: a Vault reference needs outpost's Vault support (outpost_vault)"
-            ) from None
+    if outpost_vault.is_reference(value):
         return outpost_vault.resolve(opts, value)
     if not isinstance(value, str) or not value:
         raise SaltInvocationError(f"{where}: not set")
@@ -142,23 +134,16 @@ def api_token(opts):
 
 
 class TunnelTokens:
-    """Where tunnel tokens are kept for their clients: Vault when ``outpost:vault`` is set
-    (mount and path prefix from ``outpost:cloudflare:token_store``), else owner-only files in
-    the master's cache. The client gets its own through the ``outpost_cloudflare`` ext_pillar."""
+    """Tunnel tokens kept for their clients in Vault (``outpost:vault``), at
+    ``<mount>/<path>/<minion id>`` (``outpost:cloudflare:token_store``, default
+    ``secret`` and ``outpost/cloudflared``) as ``{token, tunnel_id}``. The client gets its own
+    through the ``outpost_cloudflare`` ext_pillar."""
 
     def __init__(self, opts):
-        self.opts = opts
         store = settings(opts).get("token_store") or {}
         self.mount = store.get("mount", "secret")
-        self.prefix = store.get("path", "outpost/cloudflared").strip("/")
-        self.vault = None
-        if (opts.get("outpost") or {}).get("vault"):
-            import outpost_vault
-
-            self.vault = outpost_vault.client_from_opts(opts)
-        self.folder = os.path.join(
-            opts.get("cachedir", "/var/cache/salt/master"), "outpost-tunnels"
-        )
+        self.prefix = str(store.get("path", "outpost/cloudflared")).strip("/")
+        self.vault = outpost_vault.client_from_opts(opts)
 
     def _path(self, minion_id):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", str(minion_id)):
@@ -166,40 +151,18 @@ class TunnelTokens:
         return f"{self.prefix}/{minion_id}"
 
     def read(self, minion_id):
-        path = self._path(minion_id)
-        if self.vault is not None:
-            import outpost_vault
-
-            try:
-                return self.vault.read_secret(self.mount, path).get("token")
-            except outpost_vault.SecretNotFound:
-                return None
         try:
-            with open(os.path.join(self.folder, minion_id), encoding="utf-8") as handle:
-                return json.load(handle).get("token")
-        except FileNotFoundError:
+            return self.vault.read_secret(self.mount, self._path(minion_id)).get("token")
+        except outpost_vault.SecretNotFound:
             return None
 
     def write(self, minion_id, tunnel, token):
-        path = self._path(minion_id)
-        data = {"token": token, "tunnel_id": tunnel}
-        if self.vault is not None:
-            self.vault.write_secret(self.mount, path, data)
-            return
-        os.makedirs(self.folder, mode=0o700, exist_ok=True)
-        target = os.path.join(self.folder, minion_id)
-        fd = os.open(target + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(target + ".tmp", target)
+        self.vault.write_secret(
+            self.mount, self._path(minion_id), {"token": token, "tunnel_id": tunnel}
+        )
 
     def delete(self, minion_id):
-        path = self._path(minion_id)
-        if self.vault is not None:
-            self.vault.delete_secret(self.mount, path)
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(self.folder, minion_id))
+        self.vault.delete_secret(self.mount, self._path(minion_id))
 
 
 # -- the API ---------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps,
     salt-api's webhook, the heartbeat check on Salt's scheduler, and outpost's own settings."""
     health = health or {}
     return {
-        "ext_pillar": [{"outpost_registry": {}}],
+        # outpost_vault after the registry: it replaces secret references in the pillar.
+        "ext_pillar": [{"outpost_registry": {}}, {"outpost_vault": {}}],
         "reactor": [
             {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},

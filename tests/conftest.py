@@ -21,7 +21,11 @@ sys.path.insert(0, str(REPO / "_utils"))
 from demo.lab import SERVED_FOLDERS, link_master_extensions, outpost_master_settings  # noqa: E402
 from demo.supervisor import Supervisord  # noqa: E402
 
-pytest_plugins = ["tests.support.fixtures_postgres", "tests.support.fixtures_cloudflare"]
+pytest_plugins = [
+    "tests.support.fixtures_postgres",
+    "tests.support.vault",
+    "tests.support.fixtures_cloudflare",
+]
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +125,13 @@ def app_ports():
     return {client: {app: free_port() for app in ("hello", "slowpoke")} for client in CLIENTS}
 
 
-def with_cloudflare(settings, cloudflare):
-    """The master also manages Cloudflare (against the API stand-in behind Prism) and gives
-    each client its tunnel token through the outpost_cloudflare ext_pillar."""
+def with_cloudflare(settings, cloudflare, vault):
+    """The master also manages Cloudflare (against the API stand-in behind Prism), keeps the
+    tunnel tokens in Vault (the stand-in) and gives each client its own through the
+    outpost_cloudflare ext_pillar."""
     settings["ext_pillar"].append({"outpost_cloudflare": {}})
     settings["outpost"]["cloudflare"] = cloudflare
+    settings["outpost"].setdefault("vault", vault)
     return settings
 
 
@@ -139,6 +145,7 @@ def salt_master(
     api_port,
     cloudflare_standin,
     prism_port,
+    vault_server,
 ):
     from tests.support.fixtures_cloudflare import cloudflare_settings
 
@@ -164,6 +171,7 @@ def salt_master(
                 },
             ),
             cloudflare_settings(cloudflare_standin, prism_port),
+            vault_server.opts(),
         ),
         "log_level_logfile": "info",
     }

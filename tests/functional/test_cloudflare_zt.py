@@ -4,6 +4,7 @@ settings, against the Cloudflare API stand-in behind Prism (every request and an
 against Cloudflare's OpenAPI spec). Every state runs with and without ``test=True``.
 """
 
+import base64
 import json
 import logging
 
@@ -26,7 +27,7 @@ GROUP = {"provider": "okta", "idp": "3f2a9c1e-okta", "name": "Engineering"}
 
 
 @pytest.fixture(scope="module")
-def master_opts(tmp_path_factory, cloudflare_standin, prism, prism_port):
+def master_opts(tmp_path_factory, cloudflare_standin, prism, prism_port, vault_server):
     import salt.config
 
     root = tmp_path_factory.mktemp("cf-master")
@@ -43,7 +44,10 @@ def master_opts(tmp_path_factory, cloudflare_standin, prism, prism_port):
             "module_dirs": [str(REPO / "_modules")],
             "states_dirs": [str(REPO / "_states")],
             "utils_dirs": [str(REPO / "_utils")],
-            "outpost": {"cloudflare": cloudflare_settings(cloudflare_standin, prism_port)},
+            "outpost": {
+                "cloudflare": cloudflare_settings(cloudflare_standin, prism_port),
+                "vault": vault_server.opts(),
+            },
         }
     )
     return opts
@@ -123,7 +127,7 @@ def writes(api):
 # -- from nothing, and again -----------------------------------------------------------------
 
 
-def test_expose_from_nothing_then_nothing_changes(cf, loaders, master_opts):
+def test_expose_from_nothing_then_nothing_changes(cf, loaders, vault_server):
     predicted = expose(loaders, test=True)
     assert_all(predicted, None, True)
     assert writes(cf) == []
@@ -165,10 +169,9 @@ def test_expose_from_nothing_then_nothing_changes(cf, loaders, master_opts):
     (rule,) = cf.entrypoint("http_request_firewall_custom")["rules"]
     assert (rule["ref"], rule["expression"], rule["action"]) == (WAF, EXPRESSION, "block")
 
-    import outpost_cloudflare
-
-    stored = outpost_cloudflare.TunnelTokens(master_opts).read(CLIENT)
-    assert json.loads(__import__("base64").b64decode(stored))["t"] == tunnel["id"]
+    stored = vault_server.get("secret", f"outpost/cloudflared/{CLIENT}")
+    assert stored["tunnel_id"] == tunnel["id"]
+    assert json.loads(base64.b64decode(stored["token"]))["t"] == tunnel["id"]
 
     before = len(writes(cf))
     assert_all(expose(loaders), True, False)
@@ -377,21 +380,13 @@ def test_server_defaults_and_settings_outpost_does_not_own_cause_no_diff(cf, loa
 # -- removal ---------------------------------------------------------------------------------
 
 
-def test_remove_takes_everything_away_and_nothing_else(cf, loaders, master_opts):
-    import outpost_cloudflare
-
+def test_remove_takes_everything_away_and_nothing_else(cf, loaders, vault_server):
     zt = states(loaders)
     unrelated = cf.add_record(f"www.{ZONE}", "CNAME", "origin.example.net")
-    other_rule = {
-        "ref": "keep-me",
-        "action": "log",
-        "expression": '(http.host eq "www.outpost.test")',
-    }
-    cf_rules = [other_rule]
     expose(loaders)
     zt.ingress_managed(name="shop-ingress", tunnel=TUNNEL, rules=[OTHER_RULE])
     zt.waf_rule_present(
-        name="keep-me", zone=ZONE, expression=cf_rules[0]["expression"], action="log"
+        name="keep-me", zone=ZONE, expression=f'(http.host eq "www.{ZONE}")', action="log"
     )
     zt.access_policy_present(name="shop-staff", emails=["shop@outpost.test"])
 
@@ -408,7 +403,7 @@ def test_remove_takes_everything_away_and_nothing_else(cf, loaders, master_opts)
     assert cf.records[unrelated["id"]]["content"] == "origin.example.net"
     assert [r["ref"] for r in cf.entrypoint("http_request_firewall_custom")["rules"]] == ["keep-me"]
     assert [t for t in cf.tunnels.values() if not t["deleted_at"]] == []
-    assert outpost_cloudflare.TunnelTokens(master_opts).read(CLIENT) is None
+    assert vault_server.get("secret", f"outpost/cloudflared/{CLIENT}") is None
     assert_all(unexpose(loaders), True, False)
     assert_all(unexpose(loaders, test=True), True, False)
 
@@ -474,7 +469,12 @@ def test_a_rejected_token_is_reported_without_the_token(cf, loaders, master_opts
     assert "not-the-token" not in json.dumps(ret.full_return)
 
 
-def test_verify_token(cf, loaders):
+def test_the_api_token_can_come_from_vault(cf, loaders, master_opts, vault_server, monkeypatch):
+    vault_server.put("secret", "outpost/cloudflare", {"api_token": API_TOKEN})
+    reference = {"vault": {"mount": "secret", "path": "outpost/cloudflare", "key": "api_token"}}
+    settings = dict(master_opts["outpost"]["cloudflare"], api_token=reference)
+    monkeypatch.setitem(master_opts["outpost"], "cloudflare", settings)
+
     assert loaders.modules.cloudflare_zt.verify_token() == {
         "status": "active",
         "id": "ed17574386854bf78a67040be0a770b0",
