@@ -88,7 +88,14 @@ def by_id(states):
 
 
 def test_expose_then_unexpose_one_client(
-    salt_master, salt_minion, salt_call, client_pillar, expose_pillar, cloudflare_api, prism
+    salt_master,
+    salt_minion,
+    salt_call,
+    client_pillar,
+    expose_pillar,
+    cloudflare_api,
+    prism,
+    vault_server,
 ):
     predicted_run, predicted = orchestrate(salt_master, "orch.expose", expose_pillar, test=True)
     assert {ret["result"] for ret in predicted.values()} <= {None, True}, predicted
@@ -101,6 +108,8 @@ def test_expose_then_unexpose_one_client(
     (record,) = [r for r in cloudflare_api.records.values() if r["name"] == HOST]
     assert record["content"] == f"{tunnel['id']}.cfargotunnel.com"
     assert [a["domain"] for a in cloudflare_api.apps.values()] == [HOST]
+    stored = vault_server.get("secret", f"outpost/cloudflared/{salt_minion.id}")
+    assert stored["tunnel_id"] == tunnel["id"]
     status = salt_call.run("cloudflared.get_status").data
     assert (status["healthy"], status["tunnel"]) == (True, "remotely managed"), status
 
@@ -114,8 +123,9 @@ def test_expose_then_unexpose_one_client(
     assert [r for r in cloudflare_api.records.values() if r["name"] == HOST] == []
     assert [t for t in cloudflare_api.tunnels.values() if not t["deleted_at"]] == []
     assert salt_call.run("cloudflared.get_status").data["service"] != "running"
+    assert vault_server.get("secret", f"outpost/cloudflared/{salt_minion.id}") is None
 
-    secrets = [API_TOKEN, *cloudflare_api.secrets.values()]
+    secrets = [API_TOKEN, stored["token"], *cloudflare_api.secrets.values()]
     master_log = pathlib.Path(salt_master.config["log_file"])
     texts = [r.stdout + r.stderr for r in (predicted_run, exposed_run, again_run, removed_run)]
     texts.append(master_log.read_text(encoding="utf-8", errors="replace"))
