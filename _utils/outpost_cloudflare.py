@@ -327,11 +327,13 @@ def plan_tunnel(api, name, client=None):
     if tunnel is None:
         plan["tunnel"] = {"old": None, "new": name}
         if client:
-            plan["token"] = f"would be stored for {client}"
+            plan["token"] = {"old": None, "new": f"stored for {client}"}
         return plan, None
     _check_remote(tunnel)
-    if client and _token_for(api, tunnel["id"]) != TunnelTokens(api.opts).read(client):
-        plan["token"] = f"would be stored for {client}"
+    stored = TunnelTokens(api.opts).read(client) if client else None
+    if client and _token_for(api, tunnel["id"]) != stored:
+        # A token is only ever named, never shown: a rotated one is "a different token".
+        plan["token"] = {"old": stored and "a different token", "new": f"stored for {client}"}
     return plan, tunnel
 
 
@@ -359,7 +361,6 @@ def apply_tunnel(api, name, client=None):
     if "token" in plan:
         TunnelTokens(api.opts).write(client, tunnel["id"], _token_for(api, tunnel["id"]))
         log.info("stored the token of tunnel %s for %s", name, client)
-        plan["token"] = f"stored for {client}"
     return plan, tunnel
 
 
@@ -384,7 +385,7 @@ def remove_tunnel(api, name, client=None, dry_run=False):
     if tunnel is not None:
         plan["tunnel"] = {"old": name, "new": None}
     if tokens and tokens.read(client) is not None:
-        plan["token"] = f"stored for {client}: would be deleted" if dry_run else "deleted"
+        plan["token"] = {"old": f"stored for {client}", "new": None}
     if dry_run or not plan:
         return plan
     if tunnel is not None:

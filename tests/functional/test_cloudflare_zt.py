@@ -134,7 +134,7 @@ def test_expose_from_nothing_then_nothing_changes(cf, loaders, vault_server):
     assert cf.tunnels == {}
     assert predicted[0].changes == {
         "tunnel": {"old": None, "new": TUNNEL},
-        "token": f"would be stored for {CLIENT}",
+        "token": {"old": None, "new": f"stored for {CLIENT}"},
     }
     catch_all = {"hostname": "*", "service": "http_status:404"}
     assert predicted[1].changes == {
@@ -150,6 +150,8 @@ def test_expose_from_nothing_then_nothing_changes(cf, loaders, vault_server):
 
     applied = expose(loaders)
     assert_all(applied, True, True)
+    assert applied[0].changes == predicted[0].changes
+    assert applied[1].changes == predicted[1].changes
     tunnel = the_tunnel(cf)
     assert tunnel["config_src"] == "cloudflare"
     assert ingress(cf, tunnel["id"]) == [RULE, {"hostname": "*", "service": "http_status:404"}]
@@ -492,3 +494,20 @@ def test_no_secret_in_logs_or_returns(cf, loaders, caplog):
         assert secret not in text
         assert secret not in caplog.text
     assert "stored for client-1" in text
+
+
+def test_a_stale_stored_tunnel_token_is_replaced_and_never_shown(cf, loaders, vault_server):
+    zt = states(loaders)
+    zt.tunnel_present(name=TUNNEL, client=CLIENT)
+    path = f"outpost/cloudflared/{CLIENT}"
+    real = vault_server.get("secret", path)["token"]
+    vault_server.put("secret", path, {"token": "stale-token-value", "tunnel_id": "old"})
+
+    predicted = zt.tunnel_present(name=TUNNEL, client=CLIENT, test=True)
+    ret = zt.tunnel_present(name=TUNNEL, client=CLIENT)
+
+    change = {"token": {"old": "a different token", "new": f"stored for {CLIENT}"}}
+    assert (predicted.result, predicted.changes) == (None, change)
+    assert (ret.result, ret.changes) == (True, change)
+    assert vault_server.get("secret", path)["token"] == real
+    assert real not in json.dumps([predicted.full_return, ret.full_return])
