@@ -41,7 +41,7 @@ def _target(api, tunnel, target, predict=False):
     if bool(tunnel) == bool(target):
         raise SaltInvocationError("tunnel, target: give exactly one")
     if target:
-        return outpost_cloudflare._check_hostname(target, "target")
+        return outpost_cloudflare.check_hostname(target, "target")
     found = outpost_cloudflare.find_tunnel(api, tunnel)
     if found is None and predict:
         # A dry run of a whole exposure: the tunnel is created by an earlier state.
@@ -174,7 +174,7 @@ def get_ingress(tunnel):
 
 def _ingress_args(rules, remove):
     rules = outpost_cloudflare.check_rules(rules) if rules else []
-    remove = [outpost_cloudflare._check_hostname(h, "hostnames") for h in remove or []]
+    remove = [outpost_cloudflare.check_hostname(h, "hostnames") for h in remove or []]
     return rules, remove
 
 
@@ -233,7 +233,7 @@ def write_ingress(tunnel, rules=None, remove=None):
 
 def _cname(name, zone, tunnel, target, proxied, ttl, comment, predict=False):
     api = _api()
-    name = outpost_cloudflare._check_hostname(name, "name")
+    name = outpost_cloudflare.check_hostname(name, "name")
     content = _target(api, tunnel, target, predict)
     fields = outpost_cloudflare.cname_fields(content, proxied, ttl, comment)
     return api, _zone(zone), name, fields
@@ -337,7 +337,7 @@ def remove_cname(name, zone, tunnel=None, target=None, dry_run=False):
         salt-run salt.cmd cloudflare_zt.remove_cname hello.example.com example.com
     """
     api = _api()
-    name = outpost_cloudflare._check_hostname(name, "name")
+    name = outpost_cloudflare.check_hostname(name, "name")
     expected = None
     if tunnel and not target and outpost_cloudflare.find_tunnel(api, tunnel) is None:
         # The tunnel is gone already: any tunnel's address, and nothing else, counts as ours.
@@ -479,7 +479,7 @@ def remove_policy(name, dry_run=False):
 
 def _app(domain, policies, app_name, settings, predict=False):
     api = _api()
-    domain = outpost_cloudflare._check_hostname(domain, "name")
+    domain = outpost_cloudflare.check_hostname(domain, "name")
     if not isinstance(policies, list) or not policies:
         raise SaltInvocationError("policies: name at least one Access policy")
     settings = settings or {}
@@ -553,7 +553,7 @@ def remove_app(domain, dry_run=False):
 
         salt-run salt.cmd cloudflare_zt.remove_app hello.example.com
     """
-    domain = outpost_cloudflare._check_hostname(domain, "name")
+    domain = outpost_cloudflare.check_hostname(domain, "name")
     return outpost_cloudflare.remove_app(_api(), domain, dry_run=bool(dry_run))
 
 

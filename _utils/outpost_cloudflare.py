@@ -15,6 +15,9 @@ Settings, in the master configuration::
         api_token: {vault: {mount: secret, path: outpost/cloudflare, key: api_token}}
         account_id: 0123456789abcdef0123456789abcdef
         zones: {example.com: fedcba9876543210fedcba9876543210}
+        token_store: {mount: secret, path: outpost/cloudflared}   # tunnel tokens, per client
+        max_pages: 200            # a listing longer than this stops with an error
+        base_url: null            # the API's address; tests point it at Prism
 """
 
 import logging
@@ -278,7 +281,7 @@ def field_changes(current, wanted):
     }
 
 
-def _check_hostname(hostname, where="hostname"):
+def check_hostname(hostname, where="hostname"):
     name = str(hostname or "").lower().rstrip(".")
     if not outpost_cloudflared.HOSTNAME.fullmatch(name) or "." not in name:
         raise SaltInvocationError(f"{where}: {hostname!r} is not a fully qualified host name")

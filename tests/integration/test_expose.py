@@ -97,6 +97,9 @@ def test_expose_then_unexpose_one_client(
     prism,
     vault_server,
 ):
+    verified = salt_master.salt_run_cli(timeout=120).run("salt.cmd", "cloudflare_zt.verify_token")
+    assert verified.data == {"status": "active", "id": "ed17574386854bf78a67040be0a770b0"}
+
     predicted_run, predicted = orchestrate(salt_master, "orch.expose", expose_pillar, test=True)
     assert {ret["result"] for ret in predicted.values()} <= {None, True}, predicted
     assert cloudflare_api.tunnels == {}
