@@ -326,7 +326,7 @@ def test_tokens_expiring_mid_run_are_renewed_or_replaced_and_nothing_fails(
     assert set(seen) == {"ttl-a-db"}
     assert applied["result"] is True, applied
     # Which worker renews and which logs in again depends on how the master spreads the
-    # requests; tests/unit/test_vault.py checks each path on its own.
+    # requests; tests/unit/test_vault_client.py checks each path on its own.
     renewals = standin.count("POST", "auth/token/renew-self") - renewals_before
     logins = standin.count("POST", f"auth/{vault_server.auth_mount}/login") - logins_before
     assert logins >= 1
