@@ -99,11 +99,13 @@ class _Resolver:
             self._check_own(ref)
             if self.unavailable is not None:
                 raise outpost_vault.VaultUnavailable(
-                    f"{outpost_vault.describe(ref.mount, ref.path)}: not asked, {self.unavailable}"
+                    f"{outpost_vault.describe(ref.mount, ref.path)}: not asked, since earlier in "
+                    f"this render {self.unavailable}"
                 )
             return outpost_vault.resolve(self.opts, reference, self.minion_id)
         except outpost_vault.VaultUnavailable as err:
-            self.unavailable = self.unavailable or "Vault was unavailable earlier in this render"
+            if self.unavailable is None:
+                self.unavailable = str(err)
             return self._failed(where, err)
         except (
             outpost_vault.VaultError,

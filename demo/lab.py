@@ -303,6 +303,13 @@ class Lab:
         (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": [name]}}))
         self.salt("*", "saltutil.refresh_pillar", "wait=True")
 
+    def write_secrets(self, tree):
+        """The secrets file outpost_vault reads without a Vault (``{mount: {path: data}}``),
+        beside the master's configuration: the embedded default, not for production."""
+        path = self.master_dir / "outpost-secrets.yaml"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(tree))
+
     def close(self):
         for process in reversed(self.processes):
             process.terminate()

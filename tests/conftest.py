@@ -125,13 +125,12 @@ def app_ports():
     return {client: {app: free_port() for app in ("hello", "slowpoke")} for client in CLIENTS}
 
 
-def with_cloudflare(settings, cloudflare, vault):
+def with_cloudflare(settings, cloudflare):
     """The master also manages Cloudflare (against the API stand-in behind Prism), keeps the
-    tunnel tokens in Vault (the stand-in) and gives each client its own through the
-    outpost_cloudflare ext_pillar."""
+    tunnel tokens in Vault and gives each client its own through the outpost_cloudflare
+    ext_pillar."""
     settings["ext_pillar"].append({"outpost_cloudflare": {}})
     settings["outpost"]["cloudflare"] = cloudflare
-    settings["outpost"].setdefault("vault", vault)
     return settings
 
 
@@ -171,10 +170,11 @@ def salt_master(
                 },
             ),
             cloudflare_settings(cloudflare_standin, prism_port),
-            vault_server.opts(),
         ),
         "log_level_logfile": "info",
     }
+    # Secrets come from the Vault stand-in; a short cache, so tests see Vault's changes soon.
+    overrides["outpost"]["vault"] = vault_server.opts(cache_ttl=2)
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
     link_master_extensions(factory.config["extension_modules"])
     with factory.started():
