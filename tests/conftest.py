@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "_utils"))
 from demo.lab import SERVED_FOLDERS, link_master_extensions, outpost_master_settings  # noqa: E402
 from demo.supervisor import Supervisord  # noqa: E402
 
-pytest_plugins = ["tests.support.fixtures_postgres"]
+pytest_plugins = ["tests.support.fixtures_postgres", "tests.support.vault"]
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,9 @@ def app_ports():
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port):
+def salt_master(
+    salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port, vault_server
+):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
         "pillar_roots": {"base": [str(pillar_tree)]},
@@ -145,6 +147,8 @@ def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, 
         ),
         "log_level_logfile": "info",
     }
+    # Secrets come from the Vault stand-in; a short cache, so tests see Vault's changes soon.
+    overrides["outpost"]["vault"] = vault_server.opts(cache_ttl=2)
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
     link_master_extensions(factory.config["extension_modules"])
     with factory.started():
