@@ -122,7 +122,18 @@ def app_ports():
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port):
+def winrm_site(short_root, ext_tree):
+    """Where the WinRM stand-in will listen, its CA, credentials and the installer: the
+    master's configuration names them before the stand-in starts (tests/support/winrm.py)."""
+    from tests.support.winrm import WinRMSite
+
+    return WinRMSite.create(short_root / "winrm", ext_tree, free_port(), free_port())
+
+
+@pytest.fixture(scope="session")
+def salt_master(
+    salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port, winrm_site
+):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
         "pillar_roots": {"base": [str(pillar_tree)]},
@@ -144,7 +155,10 @@ def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, 
             },
         ),
         "log_level_logfile": "info",
+        # Fixed, so the WinRM bootstrap can tell a new minion where the master is.
+        "ret_port": winrm_site.master_port,
     }
+    overrides["outpost"]["winrm"] = winrm_site.master_settings()
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
     link_master_extensions(factory.config["extension_modules"])
     with factory.started():
