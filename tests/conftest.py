@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "_utils"))
 from demo.lab import SERVED_FOLDERS, link_master_extensions, outpost_master_settings  # noqa: E402
 from demo.supervisor import Supervisord  # noqa: E402
 
-pytest_plugins = ["tests.support.fixtures_postgres"]
+pytest_plugins = ["tests.support.fixtures_postgres", "tests.support.vault"]
 
 log = logging.getLogger(__name__)
 
