@@ -45,6 +45,8 @@ from xml.sax.saxutils import unescape
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import outpost_vault
+
 log = logging.getLogger(__name__)
 
 CMD_LIMIT = 8191  # cmd.exe refuses longer command lines
@@ -146,28 +148,22 @@ def check_transport(host):
 
 def credentials(opts, host):
     """
-    The WinRM username and password: the one place outpost reads them. A value may be a Vault
-    reference ``{vault: {mount, path, key}}``, resolved through ``outpost_vault``.
+    The WinRM username and password: the one place outpost reads them. Either may be a Vault
+    reference ``{vault: {mount, path, key}}`` (``{minion_id}`` in the path becomes the host's
+    id), looked up through ``outpost_vault``; a plain value is taken as it is.
     """
     values = []
     for field in ("username", "password"):
+        name = f"outpost:winrm:hosts:{host['minion_id']}:{field}"
         value = host.get(field)
         if value in (None, ""):
-            raise SaltInvocationError(f"outpost:winrm:hosts:{host['minion_id']}:{field}: missing")
-        if isinstance(value, dict):
-            value = _from_vault(opts, value, f"outpost:winrm:hosts:{host['minion_id']}:{field}")
+            raise SaltInvocationError(f"{name}: missing")
+        try:
+            value = outpost_vault.resolve(opts, value, host["minion_id"])
+        except (CommandExecutionError, SaltInvocationError) as err:
+            raise type(err)(f"{name}: {err}") from err
         values.append(str(value))
     return tuple(values)
-
-
-def _from_vault(opts, reference, field):
-    try:
-        import outpost_vault  # pylint: disable=import-outside-toplevel
-    except ImportError as err:
-        raise SaltInvocationError(
-            f"{field}: a Vault reference needs outpost_vault, which is not installed"
-        ) from err
-    return outpost_vault.resolve(opts, reference)
 
 
 def master_address(opts):

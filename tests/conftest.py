@@ -122,17 +122,24 @@ def app_ports():
 
 
 @pytest.fixture(scope="session")
-def winrm_site(short_root, ext_tree):
+def winrm_site(short_root, ext_tree, vault_server):
     """Where the WinRM stand-in will listen, its CA, credentials and the installer: the
     master's configuration names them before the stand-in starts (tests/support/winrm.py)."""
     from tests.support.winrm import WinRMSite
 
-    return WinRMSite.create(short_root / "winrm", ext_tree, free_port(), free_port())
+    return WinRMSite.create(short_root / "winrm", ext_tree, free_port(), free_port(), vault_server)
 
 
 @pytest.fixture(scope="session")
 def salt_master(
-    salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port, winrm_site
+    salt_factories,
+    ext_tree,
+    pillar_tree,
+    short_root,
+    signing_key,
+    api_port,
+    winrm_site,
+    vault_server,
 ):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
@@ -159,6 +166,7 @@ def salt_master(
         "ret_port": winrm_site.master_port,
     }
     overrides["outpost"]["winrm"] = winrm_site.master_settings()
+    overrides["outpost"]["vault"] = vault_server.opts()
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
     link_master_extensions(factory.config["extension_modules"])
     with factory.started():

@@ -12,6 +12,8 @@ HOST = "client-w"
 USERNAME = "outpost-admin"
 # Distinctive, so a test can search logs, events and returns for it.
 PASSWORD = "winrm-pw-6c1f9e2ab4d7"
+# Where the master finds the credentials in Vault.
+VAULT_SECRET = {"mount": "secret", "path": "outpost/winrm/{minion_id}"}
 
 
 def bootstrap_script(size=10_240):
@@ -34,7 +36,13 @@ class WinRMSite:
     script: bytes
 
     @classmethod
-    def create(cls, folder, ext_tree, port, master_port):
+    def create(cls, folder, ext_tree, port, master_port, vault_server):
+        vault_server.mount_kv(VAULT_SECRET["mount"])
+        vault_server.put(
+            VAULT_SECRET["mount"],
+            VAULT_SECRET["path"].format(minion_id=HOST),
+            {"username": USERNAME, "password": PASSWORD},
+        )
         folder = pathlib.Path(folder)
         standin.make_certificates(folder / "tls")
         artifacts = ext_tree / "artifacts" / "salt"
@@ -67,8 +75,8 @@ class WinRMSite:
             "hosts": {
                 HOST: {
                     "endpoint": self.endpoint,
-                    "username": USERNAME,
-                    "password": PASSWORD,
+                    "username": {"vault": dict(VAULT_SECRET, key="username")},
+                    "password": {"vault": dict(VAULT_SECRET, key="password")},
                     "bootstrap_script": "salt://artifacts/salt/prepare.ps1",
                 }
             },
