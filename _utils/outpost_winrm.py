@@ -409,7 +409,8 @@ def wait_until_answers(opts, minion_id, timeout):
     client = salt.client.get_local_client(opts["conf_file"])
     while time.monotonic() - started < timeout:
         try:
-            answers = client.cmd(minion_id, "test.ping", timeout=5)
+            # Short tries: a ping published before the minion subscribed is lost, not late.
+            answers = client.cmd(minion_id, "test.ping", timeout=3, gather_job_timeout=2)
         except salt.exceptions.SaltClientError as err:
             log.debug("test.ping of %s failed: %s", minion_id, err)
             answers = {}
