@@ -105,6 +105,8 @@ def host_settings(opts, minion_id):
     hosts = config.get("hosts") or {}
     if minion_id not in hosts:
         raise SaltInvocationError(f"outpost:winrm:hosts:{minion_id}: no such WinRM host")
+    if not isinstance(hosts[minion_id], dict):
+        raise SaltInvocationError(f"outpost:winrm:hosts:{minion_id}: expected a mapping")
     host = dict({key: config[key] for key in HOST_KEYS if key in config}, **hosts[minion_id])
     host["minion_id"] = minion_id
     return host
@@ -336,16 +338,16 @@ def fetch_installer(opts):
     if not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise SaltInvocationError("outpost:winrm:installer:sha256: not 64 hex digits")
     source = installer.get("source")
+    name = str(source or "").replace("\\", "/").rsplit("/", 1)[-1]
+    if not re.fullmatch(r"[A-Za-z0-9._-]+\.(exe|msi)", name):
+        raise SaltInvocationError(
+            f"outpost:winrm:installer:source: {name!r} is not an .exe or .msi installer name"
+        )
     data = fetch(opts, source, "outpost:winrm:installer:source")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise CommandExecutionError(
             f"outpost:winrm:installer:sha256: {source} has sha256 {actual}, not {expected}"
-        )
-    name = source.replace("\\", "/").rsplit("/", 1)[-1]
-    if not re.fullmatch(r"[A-Za-z0-9._-]+\.(exe|msi)", name):
-        raise SaltInvocationError(
-            f"outpost:winrm:installer:source: {name!r} is not an .exe or .msi installer name"
         )
     return {"name": name, "data": data, "sha256": actual}
 

@@ -145,6 +145,17 @@ def test_install_commands_use_the_installers_own_silent_switches():
     )
 
 
+def test_a_wrong_installer_hash_is_refused_on_the_master(tmp_path):
+    installer = tmp_path / "Salt-Minion-3008.4-Py3-AMD64-Setup.exe"
+    installer.write_bytes(b"not the pinned installer")
+    opts = {"outpost": {"winrm": {"installer": {"source": str(installer), "sha256": "0" * 64}}}}
+    with pytest.raises(CommandExecutionError, match="installer:sha256: .* has sha256"):
+        outpost_winrm.fetch_installer(opts)
+    opts["outpost"]["winrm"]["installer"]["source"] = str(tmp_path / "setup.bat")
+    with pytest.raises(SaltInvocationError, match="installer:source: 'setup.bat'"):
+        outpost_winrm.fetch_installer(opts)
+
+
 def test_a_bad_master_address_is_named():
     with pytest.raises(SaltInvocationError, match="outpost:winrm:master"):
         outpost_winrm.master_address({"outpost": {"winrm": {"master": "salt & calc"}}})
