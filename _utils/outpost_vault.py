@@ -158,9 +158,10 @@ def check_location(mount, path):
         )
     segments = path.split("/")
     if segments[0] in KV2_SEGMENTS or (segments[0] == mount and segments[1:2] == ["data"]):
+        segment = segments[0] if segments[0] in KV2_SEGMENTS else "data"
         raise BadReference(
-            f"vault.path: {raw_path!r} carries the data/ segment, which hvac adds itself for KV "
-            f"version 2; {_suggest(raw_mount, raw_path)}"
+            f"vault.path: {raw_path!r} carries the {segment}/ segment, which hvac adds itself "
+            f"for KV version 2; {_suggest(raw_mount, raw_path)}"
         )
     if any(segment in ("", ".", "..") for segment in segments):
         raise BadReference(f"vault.path: {raw_path!r} has an empty, '.' or '..' segment")

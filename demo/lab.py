@@ -54,7 +54,8 @@ def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps,
     salt-api's webhook, the heartbeat check on Salt's scheduler, and outpost's own settings."""
     health = health or {}
     return {
-        "ext_pillar": [{"outpost_registry": {}}],
+        # outpost_vault after the registry: it replaces secret references in the pillar.
+        "ext_pillar": [{"outpost_registry": {}}, {"outpost_vault": {}}],
         "reactor": [
             {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
@@ -295,6 +296,13 @@ class Lab:
         (self.pillar_dir / f"{name}.sls").write_text(yaml.safe_dump(data))
         (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": [name]}}))
         self.salt("*", "saltutil.refresh_pillar", "wait=True")
+
+    def write_secrets(self, tree):
+        """The secrets file outpost_vault reads without a Vault (``{mount: {path: data}}``),
+        beside the master's configuration: the embedded default, not for production."""
+        path = self.master_dir / "outpost-secrets.yaml"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(tree))
 
     def close(self):
         for process in reversed(self.processes):

@@ -166,7 +166,8 @@ def salt_master(
         "ret_port": winrm_site.master_port,
     }
     overrides["outpost"]["winrm"] = winrm_site.master_settings()
-    overrides["outpost"]["vault"] = vault_server.opts()
+    # Secrets come from the Vault stand-in; a short cache, so tests see Vault's changes soon.
+    overrides["outpost"]["vault"] = vault_server.opts(cache_ttl=2)
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
     link_master_extensions(factory.config["extension_modules"])
     with factory.started():

@@ -408,3 +408,38 @@ def test_ext_pillar_with_no_references_changes_nothing_and_asks_nothing(vault_se
 
     assert pillar.ext_pillar("unit-d", {"outpost": {"apps": {"hello": {"port": 1}}}}) == {}
     assert len(vault_server.standin.requests) == before
+
+
+# -- the client side: shiv_app refuses a secret the master could not give ----------------------
+
+
+def load_shiv_app():
+    spec = importlib.util.spec_from_file_location(
+        "shiv_app_module", os.path.join(REPO, "_modules", "shiv_app.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            {"vault": {"mount": "secret"}, "vault_error": "mount secret, path p: no secret there"},
+            "env: DB: mount secret, path p: no secret there",
+        ),
+        (
+            {"vault": {"mount": "secret", "path": "p", "key": "k"}},
+            "env: DB: a secret reference the master did not resolve",
+        ),
+        (["a", "list"], "env: DB: expected a string"),
+    ],
+)
+def test_shiv_app_refuses_an_env_value_that_is_not_a_string(value, said):
+    from salt.exceptions import SaltInvocationError
+
+    with pytest.raises(SaltInvocationError) as refused:
+        load_shiv_app()._validate_env({"LOG_LEVEL": "info", "DB": value})
+
+    assert str(refused.value).startswith(said)
