@@ -38,15 +38,22 @@ def salt_run(salt_master):
 
 @pytest.fixture(scope="module")
 def returns():
-    """Every runner return of this module, for the search for secrets."""
+    """Every runner return and event of this module, for the search for secrets: the event
+    listener forgets events after two minutes, so each test keeps what it caused."""
     return []
 
 
+def keep_events(returns, event_listener, salt_master, since):
+    events = event_listener.get_events([(salt_master.id, "*")], after_time=since)
+    returns.extend(f"{event.tag} {event.data!r}" for event in events)
+
+
 @pytest.fixture(scope="module")
-def bootstrapped(windows_host, salt_run, returns):
+def bootstrapped(windows_host, salt_run, returns, event_listener, salt_master):
     started = time.time()
     done = salt_run.run("outpost_winrm.bootstrap", HOST)
     returns.append(done.stdout)
+    keep_events(returns, event_listener, salt_master, started)
     assert done.returncode == 0, done
     assert done.data["result"] is True, done.data
     return done.data, started
@@ -103,13 +110,15 @@ def test_the_private_key_never_rides_a_command_line(bootstrapped, windows_host):
 
 
 def test_recover_after_the_minion_stopped_it_answers_again(
-    bootstrapped, windows_host, salt_master, salt_run, returns
+    bootstrapped, windows_host, salt_master, salt_run, returns, event_listener
 ):
     windows_host.host.kill_service()
     assert not answers(salt_master, timeout=3)
+    start = time.time()
 
     done = salt_run.run("outpost_winrm.recover", HOST)
     returns.append(done.stdout)
+    keep_events(returns, event_listener, salt_master, start)
 
     assert done.data["result"] is True, done.data
     assert done.data["state_before"] == "STOPPED"
@@ -117,7 +126,7 @@ def test_recover_after_the_minion_stopped_it_answers_again(
 
 
 def test_the_reactor_recovers_a_missing_client_once_per_interval(
-    bootstrapped, windows_host, salt_master, event_listener
+    bootstrapped, windows_host, salt_master, event_listener, returns
 ):
     windows_host.host.kill_service()
     start = time.time()
@@ -141,6 +150,7 @@ def test_the_reactor_recovers_a_missing_client_once_per_interval(
     ) as bus:
         bus.fire_event({"last_seen": later - 900}, f"outpost/client/{HOST}/missing")
     assert _wait_for(lambda: _decisions(event_listener, salt_master, later) == ["throttled"])
+    keep_events(returns, event_listener, salt_master, start)
     assert not windows_host.host.service_running()
     windows_host.host.start_service()  # leave the client as the next test expects it
 
@@ -152,9 +162,10 @@ def test_credentials_absent_from_logs_events_and_returns(
     private = windows_host.host.read(rf"{PKI}\minion.pem").decode()
     secrets = [PASSWORD] + [line for line in private.splitlines()[1:-1] if len(line) > 40][:3]
 
-    events = event_listener.get_events([(salt_master.id, "*")], after_time=started)
-    assert any(event.tag == f"outpost/winrm/{HOST}/bootstrapped" for event in events)
-    texts = [repr(event.data) for event in events] + returns
+    keep_events(returns, event_listener, salt_master, started)
+    assert any(text.startswith(f"outpost/winrm/{HOST}/bootstrapped ") for text in returns)
+    assert any(f"outpost/remediation/{HOST}/salt-minion/recover " in text for text in returns)
+    texts = list(returns)
     texts.append(pathlib.Path(salt_master.config["log_file"]).read_text(errors="replace"))
     jobs = pathlib.Path(salt_master.config["cachedir"]) / "jobs"
     for folder, _, files in os.walk(jobs):
