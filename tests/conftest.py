@@ -122,8 +122,24 @@ def app_ports():
 
 
 @pytest.fixture(scope="session")
+def winrm_site(short_root, ext_tree, vault_server):
+    """Where the WinRM stand-in will listen, its CA, credentials and the installer: the
+    master's configuration names them before the stand-in starts (tests/support/winrm.py)."""
+    from tests.support.winrm import WinRMSite
+
+    return WinRMSite.create(short_root / "winrm", ext_tree, free_port(), free_port(), vault_server)
+
+
+@pytest.fixture(scope="session")
 def salt_master(
-    salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port, vault_server
+    salt_factories,
+    ext_tree,
+    pillar_tree,
+    short_root,
+    signing_key,
+    api_port,
+    winrm_site,
+    vault_server,
 ):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
@@ -146,7 +162,10 @@ def salt_master(
             },
         ),
         "log_level_logfile": "info",
+        # Fixed, so the WinRM bootstrap can tell a new minion where the master is.
+        "ret_port": winrm_site.master_port,
     }
+    overrides["outpost"]["winrm"] = winrm_site.master_settings()
     # Secrets come from the Vault stand-in; a short cache, so tests see Vault's changes soon.
     overrides["outpost"]["vault"] = vault_server.opts(cache_ttl=2)
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
