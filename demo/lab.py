@@ -67,6 +67,8 @@ def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps,
             {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
             {"salt/beacon/*/app_health/*": ["salt://reactor/health.sls"]},
+            {"salt/beacon/*/tunnel_health/*": ["salt://reactor/health.sls"]},
+            {"outpost/client/*/missing": ["salt://reactor/client_missing.sls"]},
         ],
         "schedule": {
             "outpost-heartbeats": {

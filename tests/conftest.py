@@ -135,6 +135,15 @@ def with_cloudflare(settings, cloudflare):
 
 
 @pytest.fixture(scope="session")
+def winrm_site(short_root, ext_tree, vault_server):
+    """Where the WinRM stand-in will listen, its CA, credentials and the installer: the
+    master's configuration names them before the stand-in starts (tests/support/winrm.py)."""
+    from tests.support.winrm import WinRMSite
+
+    return WinRMSite.create(short_root / "winrm", ext_tree, free_port(), free_port(), vault_server)
+
+
+@pytest.fixture(scope="session")
 def salt_master(
     salt_factories,
     ext_tree,
@@ -144,6 +153,7 @@ def salt_master(
     api_port,
     cloudflare_standin,
     prism_port,
+    winrm_site,
     vault_server,
 ):
     from tests.support.fixtures_cloudflare import cloudflare_settings
@@ -172,7 +182,10 @@ def salt_master(
             cloudflare_settings(cloudflare_standin, prism_port),
         ),
         "log_level_logfile": "info",
+        # Fixed, so the WinRM bootstrap can tell a new minion where the master is.
+        "ret_port": winrm_site.master_port,
     }
+    overrides["outpost"]["winrm"] = winrm_site.master_settings()
     # Secrets come from the Vault stand-in; a short cache, so tests see Vault's changes soon.
     overrides["outpost"]["vault"] = vault_server.opts(cache_ttl=2)
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
