@@ -114,4 +114,5 @@ def _store(records, security):
             "outpost_audit: audit trail unavailable, %d record(s) not kept: %s", len(records), err
         )
     for record in security:
-        outpost_logs.security_event(__opts__, record["function"], record)
+        fields = {key: value for key, value in record.items() if value is not None}
+        outpost_logs.security_event(__opts__, record["function"], fields)

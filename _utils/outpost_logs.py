@@ -20,7 +20,13 @@ import os
 log = logging.getLogger(__name__)
 
 # Salt's own words for a refused login or call; it logs them and fires no event.
-AUTH_FAILURES = ("Authentication failure", "Authorization failure", "eauth system")
+AUTH_FAILURES = (
+    "Authentication failure",
+    "Authorization failure",
+    "Authentication error",
+    "Authorization error",
+    "eauth system",
+)
 OUTPOST_LOGGERS = ("outpost", "salt.loaded.ext.runners.outpost", "salt.loaded.ext.returners.out")
 
 

@@ -95,6 +95,8 @@ def role_settings(users_file):
             "file": {"^filename": str(users_file), "^hashtype": "sha256", **ROLES},
         },
         "publisher_acl": {"ops": ROLES["ops"]},
+        # salt-api runs jobs and runners for tokens; wheel (keys, config) stays shut.
+        "netapi_enable_clients": ["local", "runner"],
     }
 
 
