@@ -356,9 +356,12 @@ def verify(records, expect_head=None):
         problem = _check(entry, index, records, (hashes, linked_to), prev_hash, prev_seq)
         if problem:
             problems.append(problem)
-        if not entry.get("_unreadable"):
+        if entry.get("_unreadable"):
+            # The unreadable line stands for one record; the next one is checked from there.
+            prev_hash, prev_seq = None, prev_seq + 1
+        else:
             prev_hash, prev_seq = entry.get("hash"), _as_int(entry.get("seq"), prev_seq)
-    head = f"{prev_seq}:{prev_hash}" if records else f"0:{GENESIS}"
+    head = f"{prev_seq}:{prev_hash or '?'}" if records else f"0:{GENESIS}"
     if expect_head:
         problems += _check_head(expect_head, records)
     return {"ok": not problems, "count": len(records), "head": head, "problems": problems}
@@ -380,7 +383,7 @@ def _check(entry, index, records, links, prev_hash, prev_seq):
         return f"line {entry['_line']}: not a JSON record (changed)"
     if record_hash(_stored(entry)) != entry.get("hash"):
         return f"{_name(entry)} was changed: its hash does not match its content"
-    if entry.get("prev") == prev_hash:
+    if prev_hash is None or entry.get("prev") == prev_hash:
         return None
 
     hashes, linked_to = links
@@ -478,7 +481,7 @@ def build_report(records):
     refused = []
     for entry in records:
         kind = entry.get("kind")
-        if kind == "job" and entry.get("minion") and entry.get("release"):
+        if kind == "job" and entry.get("minion") and entry.get("release") and _acted(entry):
             timeline.setdefault(entry["minion"], []).append(_timeline_row(entry))
         elif kind == "release":
             rollouts.append(entry)
@@ -489,6 +492,11 @@ def build_report(records):
         elif kind == "security":
             refused.append(entry)
     return {"timeline": timeline, "rollouts": rollouts, "rollbacks": rollbacks, "refused": refused}
+
+
+def _acted(entry):
+    """A state run that changed nothing is a confirmation, not a step in the timeline."""
+    return entry.get("result") is False or entry.get("changes") != []
 
 
 def _timeline_row(entry):
@@ -545,6 +553,7 @@ CSV_FIELDS = (
     "reason",
     "changes",
     "arguments",
+    "tag",
     "hash",
 )
 
@@ -572,7 +581,10 @@ def _table(rows, columns):
         for row in rows
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells]
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    ]
 
 
 TIMELINE_COLUMNS = ("time", "app", "release", "result", "user", "function", "changes")
