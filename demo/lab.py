@@ -208,6 +208,10 @@ class Lab:
         return self.base / "var" / "master" / "registry.sqlite"
 
     @property
+    def audit_dir(self):
+        return self.base / "var" / "audit"
+
+    @property
     def hook_url(self):
         return f"http://127.0.0.1:{self.ports['api']}/hook/outpost/release"
 
@@ -253,6 +257,7 @@ class Lab:
                 self.registry_path,
                 self.apps,
                 self.health,
+                audit_dir=self.audit_dir,
             ),
         )
         link_master_extensions(config["extension_modules"])
