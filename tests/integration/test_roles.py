@@ -156,6 +156,26 @@ def test_ci_has_no_salt_account_only_the_webhook(api, role_passwords):
         assert answer.status == 200
 
 
+def test_outpost_logs_json_and_refusals_reach_the_security_stream(api, audit_dir):
+    """The unsigned announcement of the test above: a JSON log line and a security event."""
+    wanted = "refused a release announcement: headers:"
+    deadline = time.monotonic() + 60
+    logged = []
+    while time.monotonic() < deadline and not [e for e in logged if wanted in e["message"]]:
+        time.sleep(0.5)
+        path = audit_dir / "outpost.jsonl"
+        logged = (
+            [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        )
+    (line, *_) = [entry for entry in logged if wanted in entry["message"]]
+    assert line["level"] == "warning"
+    assert line["logger"].endswith("outpost_release")
+    assert set(line) >= {"time", "level", "logger", "process", "message"}
+
+    security = [json.loads(x) for x in (audit_dir / "security.jsonl").read_text().splitlines()]
+    assert any(event["event"] == "security/release-refused" for event in security)
+
+
 def test_a_wrong_password_is_refused_and_lands_on_the_security_stream(
     api, role_passwords, audit_dir
 ):
