@@ -213,15 +213,15 @@ def test_a_wrong_password_is_refused_and_lands_on_the_security_stream(
         assert password not in kept
 
 
-def test_the_salt_cli_with_eauth_refuses_ops_a_command(salt_cli, role_passwords):
-    ret = salt_cli.run(
-        "-a",
-        "file",
-        "--username=ops",
-        f"--password={role_passwords['ops']}",
-        "cmd.run",
-        "id",
-        minion_tgt="client-1",
+def test_the_salt_cli_with_eauth_lets_ops_run_app_functions_and_nothing_else(
+    salt_cli, role_passwords
+):
+    as_ops = ["-a", "file", "--username=ops", f"--password={role_passwords['ops']}"]
+    allowed_call = salt_cli.run(
+        *as_ops, "shiv_app.list_releases", "never-installed", minion_tgt="client-1"
     )
-    assert ret.returncode != 0 or "Authorization error" in str(ret.stdout + ret.stderr), ret
-    assert "uid=" not in ret.stdout
+    assert allowed_call.returncode == 0, allowed_call
+
+    refused = salt_cli.run(*as_ops, "cmd.run", "id", minion_tgt="client-1")
+    assert refused.returncode != 0 or "Authorization error" in refused.stdout + refused.stderr
+    assert "uid=" not in refused.stdout
