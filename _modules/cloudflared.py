@@ -479,7 +479,12 @@ def get_status():
         salt '*' cloudflared.get_status
     """
     connector = _connector()
-    service = connector.status()
+    if outpost_cloudflared.registered(connector.backend) is None:
+        # Beacons ask every few seconds; a client without a connector need not ask its
+        # service manager (which logs an error for an unknown service each time).
+        service = {"state": "ABSENT", "pid": None, "running": False}
+    else:
+        service = connector.status()
     binary = show_binary()
     status = {
         "service": service["state"],

@@ -109,13 +109,27 @@ def _validate_env(env):
     env = env or {}
     if not isinstance(env, dict):
         raise SaltInvocationError("env: expected a mapping of variable names to values")
-    for key in env:
+    for key, value in env.items():
         if not isinstance(key, str) or not key.replace("_", "").isalnum() or key[0].isdigit():
             raise SaltInvocationError(f"env: {key!r} is not a valid environment variable name")
+        if isinstance(value, (dict, list)):
+            raise SaltInvocationError(f"env: {key}: {_not_a_value(value)}")
     values = {key: str(value) for key, value in env.items()}
     for key, value in values.items():
         _refuse_line_breaks(value, f"env: the value of {key}")
     return values
+
+
+def _not_a_value(value):
+    """Why an environment value is not a string: mostly a secret the master could not give."""
+    if isinstance(value, dict) and "vault_error" in value:
+        return str(value["vault_error"])
+    if isinstance(value, dict) and "vault" in value:
+        return (
+            "a secret reference the master did not resolve; add outpost_vault to the master's "
+            "ext_pillar"
+        )
+    return "expected a string, not a mapping or list"
 
 
 def _refuse_line_breaks(value, what):

@@ -52,6 +52,11 @@ DEFAULTS = {
     "action_timeout": 120,
     "settle": 10,
 }
+# Remediation keeps its books per client and app; the tunnel connector goes under this name.
+TUNNEL = "cloudflared"
+# What is tried, in order, before a person is alerted.
+APP_STEPS = ("restart", "rollback")
+TUNNEL_STEPS = ("restart",)
 
 
 def __virtual__():
@@ -85,7 +90,7 @@ def _iso_ago(seconds):
 
 def handle(tag, data):
     """
-    Act on one ``app_health`` beacon event; the reactor calls this.
+    Act on one ``app_health`` or ``tunnel_health`` beacon event; the reactor calls this.
 
     CLI Example:
 
@@ -94,10 +99,14 @@ def handle(tag, data):
         salt-run outpost_health.handle salt/beacon/client-1/app_health/hello/unhealthy '{...}'
     """
     parts = str(tag).split("/")
-    if len(parts) < 5 or parts[:2] != ["salt", "beacon"] or parts[3] != "app_health":
-        return {"ignored": f"not an app_health beacon event: {tag}"}
+    if len(parts) < 5 or parts[:2] != ["salt", "beacon"]:
+        return {"ignored": f"not a beacon event: {tag}"}
     client = parts[2]
     payload = data.get("data", data) if isinstance(data, dict) else {}
+    if parts[3] == "tunnel_health":
+        return _tunnel_event(client, parts[4], payload)
+    if parts[3] != "app_health":
+        return {"ignored": f"not an outpost health beacon event: {tag}"}
     if parts[4] == "heartbeat":
         return heartbeat(client, payload.get("apps") or {})
     if len(parts) == 6 and parts[5] == "unhealthy":
@@ -107,6 +116,16 @@ def handle(tag, data):
         _emit(f"outpost/remediation/{client}/{parts[4]}/recovered", {"time": time.time()})
         return {"recovered": parts[4]}
     return {"ignored": f"unknown app_health event: {tag}"}
+
+
+def _tunnel_event(client, status, payload):
+    if status == "unhealthy":
+        return remediate(client, TUNNEL, payload.get("reason", "not ready"))
+    if status == "healthy":
+        log.info("the tunnel connector on %s is ready again", client)
+        _emit(f"outpost/remediation/{client}/{TUNNEL}/recovered", {"time": time.time()})
+        return {"recovered": TUNNEL}
+    return {"ignored": f"unknown tunnel_health event: {status}"}
 
 
 def heartbeat(client, apps):
@@ -142,6 +161,7 @@ def check_heartbeats():
 def remediate(client, app, reason):
     """
     Repair one unhealthy app on one client: restart, roll back, or alert (see the module doc).
+    ``app`` ``cloudflared`` is the tunnel connector: restart it, or alert.
 
     CLI Example:
 
@@ -177,23 +197,43 @@ def _decide(registry, client, app, reason):
     if len(acted) >= int(settings["max_actions"]):
         return "alert", f"{len(acted)} actions on {client} within {settings['window']} s: {reason}"
     tried = {entry["decision"] for entry in acted if entry["app"] == app}
-    if "restart" not in tried:
-        return "restart", reason
-    if "rollback" not in tried:
-        return "rollback", f"unhealthy again after a restart: {reason}"
-    return "alert", f"unhealthy again after a restart and a rollback: {reason}"
+    steps = TUNNEL_STEPS if app == TUNNEL else APP_STEPS
+    done = [step for step in steps if step in tried]
+    untried = [step for step in steps if step not in tried]
+    if done:
+        reason = f"unhealthy again after a {' and a '.join(done)}: {reason}"
+    return (untried[0] if untried else "alert"), reason
 
 
 def _carry_out(registry, client, app, decision, why):
     """Returns the decision as it ended up (a step may escalate), its reason and result."""
     if decision == "restart":
-        restarted = _call(client, "shiv_app.restart_app", app)
-        relapse = _relapse(client, app) if isinstance(restarted, dict) else str(restarted)
+        relapse = _restart(client, app)
         if not relapse:
-            return "restart", why, f"restarted {restarted['restarted']}, healthy"
+            return "restart", why, "restarted, healthy"
+        if app == TUNNEL:
+            return _alert(client, app, f"a restart did not help: {relapse}")
         decision, why = "rollback", f"a restart did not help: {relapse}"
     if decision == "rollback":
         return _roll_back(registry, client, app, why)
+    return _alert(client, app, why)
+
+
+def _restart(client, app):
+    """Restart an app or the connector; why it is still unhealthy afterwards, or None."""
+    if app == TUNNEL:
+        restarted = _call(client, "cloudflared.restart_service")
+        if restarted is not True:
+            return str(restarted)
+        return _relapse(lambda: _call(client, "cloudflared.check_ready"))
+
+    restarted = _call(client, "shiv_app.restart_app", app)
+    if not isinstance(restarted, dict):
+        return str(restarted)
+    return _relapse(lambda: _call(client, "shiv_app.check_health", app, timeout=2, retries=1))
+
+
+def _alert(client, app, why):
     _emit(f"outpost/alert/{client}/{app}", {"reason": why, "time": time.time()})
     return "alert", why, "a person must look"
 
@@ -201,23 +241,21 @@ def _carry_out(registry, client, app, decision, why):
 def _roll_back(registry, client, app, why):
     status = _call(client, "shiv_app.get_status", app)
     if not isinstance(status, dict) or not _went_live_recently(status.get("live_since")):
-        _emit(f"outpost/alert/{client}/{app}", {"reason": why, "time": time.time()})
-        return "alert", f"{why}; the live release is not recent, so no rollback", "alerted"
+        return _alert(client, app, f"{why}; the live release is not recent, so no rollback")
     rolled = _call(client, "shiv_app.rollback_release", app)
     if not isinstance(rolled, dict) or "live" not in rolled:
-        _emit(f"outpost/alert/{client}/{app}", {"reason": str(rolled), "time": time.time()})
-        return "alert", f"{why}; the rollback failed: {rolled}", "alerted"
+        return _alert(client, app, f"{why}; the rollback failed: {rolled}")
 
     # The registry must want what now runs, or the next highstate brings the bad release back.
     registry.set_desired(app, [client], rolled["live"], None, "remediation", why)
     return "rollback", why, f"rolled back from {rolled['previous']} to {rolled['live']}"
 
 
-def _relapse(client, app):
-    """Watch a restarted app for ``settle`` seconds; the reason it failed again, or None."""
+def _relapse(check_health):
+    """Watch a restarted app or connector for ``settle`` seconds; why it failed again, or None."""
     deadline = time.monotonic() + float(_settings()["settle"])
     while time.monotonic() < deadline:
-        health = _call(client, "shiv_app.check_health", app, timeout=2, retries=1)
+        health = check_health()
         if not isinstance(health, dict):
             return str(health)
         if not health.get("healthy"):

@@ -695,6 +695,14 @@ class Connector:
 
     def plan(self, token):
         """What ``apply`` would change; the token is only ever reported as changed."""
+        if read_text(self.layout.config_path) is None:
+            # A dry run of a first install: config.yml is still to be written by
+            # cloudflared.configured, so only the token's shape and the start can be told.
+            parse_token(token)
+            return {
+                "config": f"{self.layout.config_path} is still to be written",
+                "service": {"old": self.status()["state"], "new": "RUNNING"},
+            }
         return self._plan(self.settings(token))
 
     def _plan(self, wanted):

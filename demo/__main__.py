@@ -40,11 +40,23 @@ def make_signing_key(work):
 
 
 def client_pillar(lab, ports):
-    """Each client's app settings; which release it runs comes from the registry."""
+    """Each client's app settings; which release it runs comes from the registry. Its secret
+    comes from the embedded default of outpost_vault: a local file, for demos only."""
+    secret_key = {"vault": {"mount": "secret", "path": "clients/{minion_id}/hello", "key": "key"}}
     settings = {
-        client: {APP: {"python": "/usr/bin/python3", "port": ports[client], "health_timeout": 8}}
+        client: {
+            APP: {
+                "python": "/usr/bin/python3",
+                "port": ports[client],
+                "health_timeout": 8,
+                "env": {"SECRET_KEY": secret_key},
+            }
+        }
         for client in CLIENTS
     }
+    lab.write_secrets(
+        {"secret": {f"clients/{c}/hello": {"key": secrets.token_hex(16)} for c in CLIENTS}}
+    )
     template = (
         "{% set apps = " + json.dumps(settings) + " %}\n"
         "outpost:\n  apps: {{ apps.get(grains['id'], {}) | json }}\n"

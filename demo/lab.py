@@ -127,11 +127,14 @@ def outpost_master_settings(
     return {
         "event_return": audit.pop("event_return"),
         "event_return_whitelist": audit.pop("event_return_whitelist"),
-        "ext_pillar": [{"outpost_registry": {}}],
+        # outpost_vault after the registry: it replaces secret references in the pillar.
+        "ext_pillar": [{"outpost_registry": {}}, {"outpost_vault": {}}],
         "reactor": [
             {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
             {"salt/beacon/*/app_health/*": ["salt://reactor/health.sls"]},
+            {"salt/beacon/*/tunnel_health/*": ["salt://reactor/health.sls"]},
+            {"outpost/client/*/missing": ["salt://reactor/client_missing.sls"]},
         ],
         "schedule": {
             "outpost-heartbeats": {
@@ -373,6 +376,13 @@ class Lab:
         (self.pillar_dir / f"{name}.sls").write_text(yaml.safe_dump(data))
         (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": [name]}}))
         self.salt("*", "saltutil.refresh_pillar", "wait=True")
+
+    def write_secrets(self, tree):
+        """The secrets file outpost_vault reads without a Vault (``{mount: {path: data}}``),
+        beside the master's configuration: the embedded default, not for production."""
+        path = self.master_dir / "outpost-secrets.yaml"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(tree))
 
     def close(self):
         for process in reversed(self.processes):

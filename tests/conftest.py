@@ -30,7 +30,7 @@ from demo.lab import (  # noqa: E402
 from demo.supervisor import Supervisord  # noqa: E402
 from tests.support.postgres import PostgresNotInstalled  # noqa: E402
 
-pytest_plugins = ["tests.support.fixtures_postgres"]
+pytest_plugins = ["tests.support.fixtures_postgres", "tests.support.vault"]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,15 @@ def job_cache(request):
 
 
 @pytest.fixture(scope="session")
+def winrm_site(short_root, ext_tree, vault_server):
+    """Where the WinRM stand-in will listen, its CA, credentials and the installer: the
+    master's configuration names them before the stand-in starts (tests/support/winrm.py)."""
+    from tests.support.winrm import WinRMSite
+
+    return WinRMSite.create(short_root / "winrm", ext_tree, free_port(), free_port(), vault_server)
+
+
+@pytest.fixture(scope="session")
 def salt_master(
     salt_factories,
     ext_tree,
@@ -187,6 +196,8 @@ def salt_master(
     audit_dir,
     job_cache,
     role_passwords,
+    winrm_site,
+    vault_server,
 ):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
@@ -212,7 +223,12 @@ def salt_master(
         **job_cache,
         **role_settings(short_root / "eauth-users.txt"),
         "log_level_logfile": "info",
+        # Fixed, so the WinRM bootstrap can tell a new minion where the master is.
+        "ret_port": winrm_site.master_port,
     }
+    overrides["outpost"]["winrm"] = winrm_site.master_settings()
+    # Secrets come from the Vault stand-in; a short cache, so tests see Vault's changes soon.
+    overrides["outpost"]["vault"] = vault_server.opts(cache_ttl=2)
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)
     link_master_extensions(factory.config["extension_modules"])
     with factory.started():

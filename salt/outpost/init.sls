@@ -3,4 +3,5 @@ include:
   - outpost.python
   - outpost.winsw
   - outpost.apps
+  - outpost.cloudflared
   - outpost.beacons

@@ -5,14 +5,11 @@ through the stand-in's edge, in front of the example app installed with shiv_app
 """
 
 import base64
-import hashlib
 import http.client
 import json
-import os
 import pathlib
 import stat
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -20,28 +17,18 @@ import uuid
 import pytest
 import yaml
 
-from tests.conftest import REPO, app_python, free_port
+from tests.conftest import app_python, free_port
+from tests.support.cloudflared import VERSIONS, hash_of, make_token, publish_standin
 from tests.support.states import single
 
 pytestmark = pytest.mark.slow
 
-STANDIN = REPO / "tests" / "standins" / "cloudflared.py"
-VERSIONS = ("2025.8.1", "2025.9.0")
 APP = "tunnelled"
 HOST = "hello.outpost.test"
 API_HOST = "api.outpost.test"
 REMOTE_HOST = "remote.outpost.test"
 CATCH_ALL = {"service": "http_status:404"}
 SERVICE = "outpost-cloudflared"
-
-
-def make_token(tunnel):
-    fields = {
-        "a": uuid.uuid4().hex,
-        "t": tunnel,
-        "s": base64.b64encode(os.urandom(32)).decode(),
-    }
-    return base64.b64encode(json.dumps(fields).encode()).decode()
 
 
 def secret_parts(token):
@@ -71,34 +58,11 @@ def converge(salt_call, function, **kwargs):
 
 @pytest.fixture(scope="module")
 def standin(ext_tree, short_root):
-    """Two "releases" of cloudflared on the master: wrappers that run the stand-in, each with
-    its sha256, all sharing one edge port and one file of remotely managed ingress."""
-    folder = ext_tree / "artifacts" / "cloudflared"
-    folder.mkdir(parents=True, exist_ok=True)
+    """Two "releases" of cloudflared on the master, sharing one edge port."""
     edge = free_port()
     remote_ingress = short_root / "cloudflared-remote-ingress.json"
-    releases = {}
-    for version in VERSIONS:
-        wrapper = folder / f"cloudflared-{version}"
-        wrapper.write_text(
-            f"#!{sys.executable}\n"
-            f"# Stands in for cloudflared {version}; see tests/standins/cloudflared.py.\n"
-            "import os, runpy\n"
-            f"os.environ['OUTPOST_STANDIN_VERSION'] = {version!r}\n"
-            f"os.environ['OUTPOST_STANDIN_EDGE'] = '127.0.0.1:{edge}'\n"
-            f"os.environ['OUTPOST_STANDIN_REMOTE_INGRESS'] = {str(remote_ingress)!r}\n"
-            f"runpy.run_path({str(STANDIN)!r}, run_name='__main__')\n"
-        )
-        releases[version] = {
-            "version": version,
-            "source": f"salt://artifacts/cloudflared/{wrapper.name}",
-            "source_hash": "sha256=" + hash_of(wrapper),
-        }
+    releases = publish_standin(ext_tree, "cloudflared", edge, remote_ingress)
     return {"releases": releases, "edge": edge, "remote_ingress": remote_ingress}
-
-
-def hash_of(path):
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,13 @@
-"""A plain highstate installs and keeps every app the client's pillar names."""
+"""A plain highstate installs and keeps every app the client's pillar names, and the tunnel
+connector in front of them."""
+
+import uuid
 
 import pytest
 import yaml
 
+from tests.conftest import free_port
+from tests.support.cloudflared import VERSIONS, make_token, publish_standin
 from tests.support.states import healthz
 
 pytestmark = pytest.mark.slow
@@ -19,9 +24,11 @@ def changed(results):
 
 
 def test_highstate_converges_the_pillar_apps(
-    salt_call, pillar_tree, hello_releases, app_settings, outpost_root
+    salt_call, pillar_tree, hello_releases, app_settings, outpost_root, ext_tree, short_root
 ):
     release = hello_releases["1.1.0"]
+    connector = publish_standin(ext_tree, "cloudflared-f", free_port(), short_root / "none.json")
+    connector = connector[VERSIONS[0]]
     pillar = {
         "outpost": {
             "root": str(outpost_root),
@@ -34,8 +41,22 @@ def test_highstate_converges_the_pillar_apps(
                     "env": {"GREETING": "hello from pillar"},
                 }
             },
+            "cloudflared": {
+                "version": connector["version"],
+                "source": connector["source"],
+                "source_hash": connector["source_hash"],
+                "metrics": f"127.0.0.1:{free_port()}",
+                "tunnel": str(uuid.uuid4()),
+                "ingress": [
+                    {"hostname": "f.outpost.test", "app": "formula"},
+                    {"service": "http_status:404"},
+                ],
+            },
         }
     }
+    pillar["outpost"]["cloudflared"]["token"] = make_token(
+        pillar["outpost"]["cloudflared"]["tunnel"]
+    )
     pillar["outpost"]["apps"]["formula"]["source"] = release["source"]
     top_before = (pillar_tree / "top.sls").read_text()
     (pillar_tree / "outpost.sls").write_text(yaml.safe_dump(pillar))
@@ -44,17 +65,24 @@ def test_highstate_converges_the_pillar_apps(
 
     try:
         predicted = highstate(salt_call, test=True)
-        (state_id,) = changed(predicted)
-        assert state_id.startswith("shiv_app_|-outpost-apps-formula-installed")
-        assert predicted[state_id]["result"] is None
+        assert sorted(id.split("_|-")[1] for id in changed(predicted)) == [
+            "outpost-apps-formula-installed",
+            "outpost-cloudflared-configured",
+            "outpost-cloudflared-installed",
+            "outpost-cloudflared-running",
+        ]
+        assert {predicted[id]["result"] for id in changed(predicted)} == {None}
 
         applied = highstate(salt_call)
         assert all(result["result"] for result in applied.values()), applied
         assert healthz(app_settings["port"])["version"] == "1.1.0"
+        assert salt_call.run("cloudflared.check_ready").data["healthy"] is True
 
         assert changed(highstate(salt_call)) == {}
     finally:
         # The formula turned the health beacon on; other tests stop apps on purpose.
-        salt_call.run("beacons.delete", "app_health", "save=True")
+        for beacon in ("app_health", "tunnel_health"):
+            salt_call.run("beacons.delete", beacon, "save=True")
+        salt_call.run("cloudflared.remove_service")
         (pillar_tree / "top.sls").write_text(top_before)
         salt_call.run("saltutil.refresh_pillar", "wait=True")

@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
+import uuid
 
 import pytest
 import salt.utils.event
@@ -15,6 +17,7 @@ import salt.utils.event
 from demo.supervisor import Supervisord
 from tests.conftest import app_python, client_overrides, free_port, sync_client
 from tests.support.apps import build_hello
+from tests.support.cloudflared import VERSIONS, make_token, publish_standin
 from tests.support.states import healthz, single
 
 pytestmark = pytest.mark.slow
@@ -30,7 +33,10 @@ def healer(salt_master, short_root):
     # Salt counts beacon intervals in loop_interval ticks but runs beacons once a second:
     # pytest-salt-factories' 0.05 s tick would stretch a 1 s interval to 20 s.
     overrides["loop_interval"] = 1
-    overrides["beacons"] = {"app_health": [{"interval": 1}, {"failures": 2}, {"heartbeat": 2}]}
+    overrides["beacons"] = {
+        "app_health": [{"interval": 1}, {"failures": 2}, {"heartbeat": 2}],
+        "tunnel_health": [{"interval": 1}, {"failures": 2}],
+    }
     factory = salt_master.salt_minion_daemon(CLIENT, overrides=overrides)
     try:
         with factory.started():
@@ -199,6 +205,39 @@ def test_a_refused_health_url_is_an_event_and_the_beacon_keeps_running(
         after_time=later,
     )
     assert heartbeat.found_all_events
+
+
+def test_a_tunnel_that_is_not_ready_gets_its_connector_restarted(
+    healer, ext_tree, short_root, event_listener, salt_master
+):
+    """The connector keeps running but has lost its edge: /ready answers 503."""
+    releases = publish_standin(ext_tree, "cloudflared-h", free_port(), short_root / "none.json")
+    metrics = f"127.0.0.1:{free_port()}"
+    caller = healer.salt_call_cli(timeout=120)
+    token = make_token(str(uuid.uuid4()))
+    assert single(caller, "cloudflared.installed", name="cf", **releases[VERSIONS[0]])["result"]
+    assert single(caller, "cloudflared.configured", name="cf", ingress=[], metrics=metrics)[
+        "result"
+    ]
+    try:
+        assert single(caller, "cloudflared.running", name="cf", token=token)["result"] is True
+        pid = caller.run("cloudflared.get_status").data["pid"]
+        start = time.time()
+
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://{metrics}/standin/lose-edge", method="POST"), timeout=5
+        ).close()
+
+        restarted = f"outpost/remediation/{CLIENT}/cloudflared/restart"
+        found = event_listener.wait_for_events(
+            [(salt_master.id, restarted)], timeout=60, after_time=start
+        )
+        assert found.found_all_events, decisions(event_listener, salt_master, "cloudflared", start)
+        status = caller.run("cloudflared.get_status").data
+        assert (status["healthy"], status["service"]) == (True, "RUNNING")
+        assert status["pid"] != pid
+    finally:
+        caller.run("cloudflared.remove_service")
 
 
 def test_lost_heartbeats_raise_client_missing(healer, event_listener, salt_master):

@@ -1,7 +1,9 @@
-{#- The app_health beacon watches every app outpost installs on this client; its settings come
-    from pillar outpost:beacons:app_health. -#}
+{#- The app_health beacon watches every app outpost installs on this client, the tunnel_health
+    beacon its cloudflared connector (it sends nothing where there is none); their settings come
+    from pillar outpost:beacons. -#}
 {%- from "outpost/map.jinja" import outpost with context %}
 {%- set app_health = outpost.beacons.app_health %}
+{%- set tunnel_health = outpost.beacons.tunnel_health %}
 
 outpost-beacons-app-health-present:
   beacon.present:
@@ -10,3 +12,10 @@ outpost-beacons-app-health-present:
     - interval: {{ app_health.interval }}
     - failures: {{ app_health.failures }}
     - heartbeat: {{ app_health.heartbeat }}
+
+outpost-beacons-tunnel-health-present:
+  beacon.present:
+    - name: tunnel_health
+    - save: true
+    - interval: {{ tunnel_health.interval }}
+    - failures: {{ tunnel_health.failures }}
