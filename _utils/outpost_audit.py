@@ -32,7 +32,7 @@ import re
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 GENESIS = "0" * 64
-KINDS = ("job", "release", "remediation", "security", "alert", "config", "client")
+KINDS = ("job", "release", "remediation", "security", "alert", "config", "client", "winrm")
 REDACTED = "***"
 # Argument names whose values are never written down: passwords, tokens, environment values.
 SECRET_NAME = re.compile(
@@ -199,7 +199,8 @@ def _release_of(returned, arguments, function):
 def record_from_event(tag, data):
     """A record of an outpost decision: ``outpost/release/<app>/<version>/<phase>``,
     ``outpost/remediation/<client>/<app>/<decision>``, ``outpost/security/...``,
-    ``outpost/alert/<client>/<app>``, ``outpost/client/<client>/missing``."""
+    ``outpost/alert/<client>/<app>``, ``outpost/client/<client>/missing``,
+    ``outpost/winrm/<client>/<step>``."""
     parts = tag.split("/")
     kind = parts[1] if len(parts) > 1 else "outpost"
     record = _blank(kind if kind in KINDS else "config", tag, data)
@@ -212,8 +213,8 @@ def record_from_event(tag, data):
         record.update(minion=parts[2], app=parts[3])
         record["function"] = f"remediation {parts[4]}" if len(parts) > 4 else "alert"
         record["release"] = data.get("version") or data.get("release")
-    elif kind == "client" and len(parts) >= 4:
-        record.update(minion=parts[2], function=f"client {parts[3]}")
+    elif kind in ("client", "winrm") and len(parts) >= 4:
+        record.update(minion=parts[2], function=f"{kind} {parts[3]}")
     else:
         record["function"] = "/".join(parts[1:]) or tag
     record["arguments"] = None

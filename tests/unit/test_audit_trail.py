@@ -290,3 +290,16 @@ def test_remediations_and_alerts_are_recorded_with_client_app_and_reason(tmp_pat
     assert rollback["clients"] == "client-3"
     assert rollback["reason"] == "still unhealthy after a restart"
     assert rollback["source"] == "remediation"
+
+
+def test_client_and_winrm_events_name_the_client():
+    missing = outpost_audit.record_from_event("outpost/client/client-2/missing", {})
+    bootstrap = outpost_audit.record_from_event(
+        "outpost/winrm/win-1/bootstrapped", {"step": "install"}
+    )
+    assert (missing["kind"], missing["minion"], missing["function"]) == (
+        "client",
+        "client-2",
+        "client missing",
+    )
+    assert (bootstrap["kind"], bootstrap["minion"]) == ("winrm", "win-1")
