@@ -53,12 +53,7 @@ def test_a_job_return_is_chained_into_the_trail_with_secrets_redacted(
     assert outpost_audit.verify(trail_records(audit_dir))["ok"]
 
 
-def test_job_returns_are_kept_in_the_pgjsonb_job_cache(salt_cli, salt_minion, salt_master):
-    if salt_master.config.get("master_job_cache") != "pgjsonb":
-        pytest.skip("no PostgreSQL: the master keeps Salt's local job cache")
-    ret = salt_cli.run("test.echo", "kept-in-postgres", minion_tgt=salt_minion.id)
-    assert ret.returncode == 0, ret
-    config = salt_master.config
+def stored_echoes(config):
     connection = psycopg2.connect(
         host=config["returner.pgjsonb.host"],
         port=config["returner.pgjsonb.port"],
@@ -72,9 +67,24 @@ def test_job_returns_are_kept_in_the_pgjsonb_job_cache(salt_cli, salt_minion, sa
                 "SELECT r.id, r.return, j.load->>'fun' FROM salt_returns r "
                 "JOIN jids j ON j.jid = r.jid WHERE r.fun = 'test.echo'"
             )
-            rows = cursor.fetchall()
+            return cursor.fetchall()
     finally:
         connection.close()
+
+
+def test_job_returns_are_kept_in_the_pgjsonb_job_cache(salt_cli, salt_minion, salt_master):
+    if salt_master.config.get("master_job_cache") != "pgjsonb":
+        pytest.skip("no PostgreSQL: the master keeps Salt's local job cache")
+    ret = salt_cli.run("test.echo", "kept-in-postgres", minion_tgt=salt_minion.id)
+    assert ret.returncode == 0, ret
+    config = salt_master.config
+    # Salt fires the return event before its job cache stores the return: poll.
+    deadline = time.monotonic() + 60
+    rows = stored_echoes(config)
+    while (salt_minion.id, "kept-in-postgres", "test.echo") not in rows:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+        rows = stored_echoes(config)
     assert (salt_minion.id, "kept-in-postgres", "test.echo") in rows
     assert config["keep_jobs_seconds"] == 7 * 24 * 3600
     assert config["archive_jobs"] is True
