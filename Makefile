@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # Prism, which checks the tests' Cloudflare API traffic against Cloudflare's spec, from npm.
 NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: setup test demo lint bench clean postgres
+.PHONY: setup test demo lint bench clean postgres chromium
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -19,7 +19,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: setup postgres
+test: setup postgres chromium
 	$(PY) -m pytest
 
 # The registry tests run a real PostgreSQL server; a machine without one gets Debian's package.
@@ -35,6 +35,18 @@ postgres:
 		echo "installing PostgreSQL from Debian's packages"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends postgresql; \
+	fi
+
+# The audit report test opens the HTML report in headless Chromium; Debian's package if missing.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+		:; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "Chromium is not installed: run make test as root once (its test is skipped)" >&2; \
+	else \
+		echo "installing Chromium from Debian's packages"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
 	fi
 
 demo: setup

@@ -17,6 +17,7 @@ import yaml
 
 from demo.supervisor import Supervisord
 from tests.conftest import app_python, client_overrides, free_port, sync_client
+from tests.support.jobcache import kept_texts
 from tests.support.states import healthz
 
 pytestmark = pytest.mark.slow
@@ -343,10 +344,6 @@ def log_files(root):
             yield path
 
 
-def job_cache_files(salt_master):
-    yield from pathlib.Path(salt_master.config["cachedir"], "jobs").rglob("*")
-
-
 def test_no_secret_reaches_the_job_cache_the_event_bus_the_logs_or_the_process_list(
     deployed, secrets, salt_master, bus_capture, short_root, client_b
 ):
@@ -358,13 +355,7 @@ def test_no_secret_reaches_the_job_cache_the_event_bus_the_logs_or_the_process_l
     places.update(
         {f"log {path}": path.read_text(errors="replace") for path in log_files(short_root)}
     )
-    places.update(
-        {
-            f"job cache {path}": path.read_bytes().decode("utf-8", "replace")
-            for path in job_cache_files(salt_master)
-            if path.is_file()
-        }
-    )
+    places.update(kept_texts(salt_master))
     places["ps"] = subprocess.run(
         ["ps", "-eww", "-o", "args"], capture_output=True, text=True, check=True
     ).stdout

@@ -5,7 +5,6 @@ service is a real salt-minion daemon started from what the bootstrap installed a
 """
 
 import hashlib
-import os
 import pathlib
 import re
 import time
@@ -13,6 +12,7 @@ import time
 import pytest
 import salt.utils.event
 
+from tests.support.jobcache import kept_texts
 from tests.support.winrm import HOST, INSTALLER, PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -167,10 +167,7 @@ def test_credentials_absent_from_logs_events_and_returns(
     assert any(f"outpost/remediation/{HOST}/salt-minion/recover " in text for text in returns)
     texts = list(returns)
     texts.append(pathlib.Path(salt_master.config["log_file"]).read_text(errors="replace"))
-    jobs = pathlib.Path(salt_master.config["cachedir"]) / "jobs"
-    for folder, _, files in os.walk(jobs):
-        for name in files:
-            texts.append((pathlib.Path(folder) / name).read_bytes().decode("latin-1"))
+    texts += kept_texts(salt_master).values()
 
     for secret in secrets:
         assert not any(secret in text for text in texts), secret[:6]
