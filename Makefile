@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup test demo lint bench clean postgres
+.PHONY: setup test demo lint bench clean postgres chromium
 
 setup: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-test: setup postgres
+test: setup postgres chromium
 	$(PY) -m pytest
 
 # The registry tests run a real PostgreSQL server; a machine without one gets Debian's package.
@@ -29,6 +29,18 @@ postgres:
 		echo "installing PostgreSQL from Debian's packages"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends postgresql; \
+	fi
+
+# The audit report test opens the HTML report in headless Chromium; Debian's package if missing.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+		:; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "Chromium is not installed: run make test as root once (its test is skipped)" >&2; \
+	else \
+		echo "installing Chromium from Debian's packages"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
 	fi
 
 demo: setup

@@ -199,7 +199,24 @@ def _service_spec(releases, version, settings):
         workdir=releases.release_dir(version),
         log_dir=os.path.join(releases.app_dir, "logs"),
         user=settings.get("user"),
+        **_log_retention(),
     )
+
+
+def _log_retention():
+    """Minion config or pillar ``outpost:logs:app``: ``max_bytes`` per file, ``backups`` kept."""
+    found = {}
+    for key, unit, default, least in (
+        ("max_bytes", "bytes", 10 * 1024 * 1024, 1),
+        ("backups", "files", 5, 0),
+    ):
+        value = __salt__["config.get"](f"outpost:logs:app:{key}", default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise SaltInvocationError(
+                f"outpost:logs:app:{key}: {value!r} is not a whole number of {unit}"
+            )
+        found[f"log_{key}"] = value
+    return found
 
 
 # -- fetching -----------------------------------------------------------------------------------

@@ -74,11 +74,13 @@ def _emit(tag, data):
         bus.fire_event(data, tag)
 
 
-def _progress(rollout, phase, **counts):
-    """Record the phase and tell the event bus: outpost/release/<app>/<version>/<phase>."""
+def _progress(rollout, phase, details=None, **counts):
+    """Record the phase and tell the event bus: outpost/release/<app>/<version>/<phase>.
+    ``details`` (who, why) go to the event only; the audit trail keeps them."""
     _registry().update_rollout(rollout["id"], phase, counts=counts)
     data = {"rollout": rollout["id"], "app": rollout["app"], "version": rollout["version"]}
     data.update(counts)
+    data.update(details or {})
     _emit(f"outpost/release/{rollout['app']}/{rollout['version']}/{phase}", data)
 
 
@@ -263,7 +265,7 @@ def promote(rollout_id, batch, clients):
         rollout_["app"], clients, rollout_["version"], rollout_["id"], "promote"
     )
     phase = "canary" if int(batch) == 0 else f"batch-{batch}"
-    _progress(rollout_, phase, batch=int(batch), clients=len(clients))
+    _progress(rollout_, phase, batch=int(batch), clients=len(clients), details={"names": clients})
     return {"promoted": clients}
 
 
@@ -335,7 +337,13 @@ def halt(rollout_id, reason=None):
     converged = _converge(rollout_["app"], sorted(back), fresh)
 
     registry.update_rollout(rollout_["id"], "halted", status="halted", reason=reason)
-    _progress(rollout_, "halted", rolled_back=len(moved), failed_to_converge=len(converged))
+    _progress(
+        rollout_,
+        "halted",
+        rolled_back=len(moved),
+        failed_to_converge=len(converged),
+        details={"reason": reason, "clients_moved": sorted(moved)},
+    )
     log.warning(
         "rollout %s of %s %s halted: %s",
         rollout_["id"],

@@ -41,6 +41,9 @@ class ServiceSpec:
     log_dir: str
     user: str = None
     stop_timeout: int = 30
+    # The app's log rotates at this size and keeps this many old files (retention).
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
 
 
 class SupervisordBackend:
@@ -82,8 +85,8 @@ class SupervisordBackend:
             "killasgroup=true",
             "redirect_stderr=true",
             f"stdout_logfile={os.path.join(spec.log_dir, 'service.log')}",
-            "stdout_logfile_maxbytes=10MB",
-            "stdout_logfile_backups=5",
+            f"stdout_logfile_maxbytes={int(spec.log_max_bytes)}",
+            f"stdout_logfile_backups={int(spec.log_backups)}",
         ]
         if spec.user:
             lines.append(f"user={spec.user}")

@@ -104,8 +104,11 @@ def render_xml(spec):
     for key, value in sorted(spec.env.items()):
         ET.SubElement(root, "env", name=key, value=str(value))
     log_settings = ET.SubElement(root, "log", mode="roll-by-size")
-    ET.SubElement(log_settings, "sizeThreshold").text = str(LOG_SIZE_KB)
-    ET.SubElement(log_settings, "keepFiles").text = str(LOG_KEEP_FILES)
+    # WinSW counts the threshold in KB.
+    size_kb = max(1, int(spec.log_max_bytes) // 1024) if spec.log_max_bytes else LOG_SIZE_KB
+    keep = int(spec.log_backups) if spec.log_backups is not None else LOG_KEEP_FILES
+    ET.SubElement(log_settings, "sizeThreshold").text = str(size_kb)
+    ET.SubElement(log_settings, "keepFiles").text = str(keep)
     ET.SubElement(root, "onfailure", action="restart", delay=RESTART_DELAY)
     if spec.user:
         root.append(_service_account(spec.user))

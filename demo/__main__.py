@@ -115,6 +115,25 @@ def run_story(lab, work, key, ports):
     return rows
 
 
+def print_audit(lab):
+    """What an auditor sees afterwards: the trail checked, and the report's rollbacks."""
+    trail = lab.audit_dir / "trail.jsonl"
+    for action in (["verify"], ["report", "--app", APP]):
+        done = subprocess.run(
+            [str(OUTPOST), "audit", *action, "--trail", str(trail)],
+            capture_output=True,
+            text=True,
+        )
+        print(f"\noutpost audit {' '.join(action)}\n" + (done.stdout or done.stderr).rstrip())
+    page = lab.base / "audit-report.html"
+    subprocess.run(
+        [str(OUTPOST), "audit", "report", "--trail", str(trail), "--format", "html"]
+        + ["--out", str(page)],
+        capture_output=True,
+    )
+    print(f"\nthe same report as a web page: {page}")
+
+
 def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="outpost-demo-"))
     key, public = make_signing_key(work)
@@ -130,6 +149,7 @@ def main():
 
     print_table(rows)
     print("\nsalt-run outpost_release.status hello\n" + status)
+    print_audit(lab)
     wanted = [
         ("1.0.0", "succeeded", "1.0.0", "1.0.0", "1.0.0"),
         ("1.1.0", "succeeded", "1.1.0", "1.1.0", "1.1.0"),

@@ -36,7 +36,31 @@ SERVED_FOLDERS = (
     "reactor",
 )
 # What `salt-run saltutil.sync_all` would put in the master's extension_modules.
-MASTER_EXTENSIONS = {"runners": "_runners", "pillar": "_pillar", "utils": "_utils"}
+MASTER_EXTENSIONS = {
+    "runners": "_runners",
+    "pillar": "_pillar",
+    "utils": "_utils",
+    "returners": "_returners",
+    "log_handlers": "_log_handlers",
+}
+# The events the audit trail keeps (see _returners/outpost_audit.py).
+AUDIT_EVENTS = [
+    "salt/job/*/new",
+    "salt/job/*/ret/*",
+    "salt/run/*/new",
+    "salt/run/*/ret",
+    "salt/auth",
+    "salt/key",
+    "outpost/*",
+]
+# What each role may do (Salt's external_auth and publisher_acl): ops run states and outpost's
+# app functions on clients; auditors read jobs and the trail; CI has no Salt account at all, only
+# the webhook's HMAC secret.
+OPS_FUNCTIONS = ["state.apply", "state.sls", "state.highstate", "shiv_app.*", "cloudflared.*"]
+ROLES = {
+    "ops": [{"client-*": OPS_FUNCTIONS}],
+    "auditor": ["@jobs", {"@runner": ["outpost_audit.verify", "outpost_audit.report"]}],
+}
 
 
 def link_master_extensions(folder):
@@ -49,11 +73,60 @@ def link_master_extensions(folder):
             link.symlink_to(REPO / source)
 
 
-def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps, health=None):
-    """What outpost adds to a master's configuration: the reactors, the registry's pillar,
-    salt-api's webhook, the heartbeat check on Salt's scheduler, and outpost's own settings."""
-    health = health or {}
+def audit_settings(audit_dir):
+    """The audit trail, security stream and JSON log under ``audit_dir``, fed by EventReturn."""
+    audit_dir = pathlib.Path(audit_dir)
     return {
+        "event_return": ["outpost_audit"],
+        "event_return_whitelist": list(AUDIT_EVENTS),
+        "audit": {
+            "trail": str(audit_dir / "trail.jsonl"),
+            "security_log": str(audit_dir / "security.jsonl"),
+        },
+        "logs": {"file": str(audit_dir / "outpost.jsonl")},
+    }
+
+
+def role_settings(users_file):
+    """Roles through Salt's ``file`` eauth (``user:sha256-of-password`` lines in ``users_file``)
+    and the same rights for local accounts through ``publisher_acl``."""
+    return {
+        "external_auth": {
+            "file": {"^filename": str(users_file), "^hashtype": "sha256", **ROLES},
+        },
+        "publisher_acl": {"ops": ROLES["ops"]},
+        # salt-api runs jobs and runners for tokens; wheel (keys, config) stays shut.
+        "netapi_enable_clients": ["local", "runner"],
+    }
+
+
+def job_cache_settings(host, port, db, user, password, keep_jobs_seconds=90 * 24 * 3600):
+    """Salt's pgjsonb master job cache; jobs are kept ``keep_jobs_seconds`` seconds, then
+    archived. The tables come from ``outpost_jobcache.create_schema``."""
+    return {
+        "master_job_cache": "pgjsonb",
+        "keep_jobs_seconds": int(keep_jobs_seconds),
+        "archive_jobs": True,
+        "returner.pgjsonb.host": host,
+        "returner.pgjsonb.port": int(port),
+        "returner.pgjsonb.db": db,
+        "returner.pgjsonb.user": user,
+        "returner.pgjsonb.pass": password,
+        "returner.pgjsonb.connect_timeout": 5,
+    }
+
+
+def outpost_master_settings(
+    api_port, secret, signing_keys, registry_path, apps, health=None, audit_dir=None
+):
+    """What outpost adds to a master's configuration: the reactors, the registry's pillar,
+    salt-api's webhook, the heartbeat check on Salt's scheduler, the audit trail, and outpost's
+    own settings."""
+    health = health or {}
+    audit = audit_settings(audit_dir or pathlib.Path(registry_path).parent / "audit")
+    return {
+        "event_return": audit.pop("event_return"),
+        "event_return_whitelist": audit.pop("event_return_whitelist"),
         "ext_pillar": [{"outpost_registry": {}}],
         "reactor": [
             {"salt/netapi/hook/outpost/release": ["salt://reactor/release.sls"]},
@@ -81,6 +154,7 @@ def outpost_master_settings(api_port, secret, signing_keys, registry_path, apps,
             "registry": {"driver": "sqlite", "path": str(registry_path)},
             "apps": apps,
             "health": {key: value for key, value in health.items() if key != "check_every"},
+            **audit,
         },
     }
 
@@ -135,6 +209,10 @@ class Lab:
         return self.base / "var" / "master" / "registry.sqlite"
 
     @property
+    def audit_dir(self):
+        return self.base / "var" / "audit"
+
+    @property
     def hook_url(self):
         return f"http://127.0.0.1:{self.ports['api']}/hook/outpost/release"
 
@@ -180,6 +258,7 @@ class Lab:
                 self.registry_path,
                 self.apps,
                 self.health,
+                audit_dir=self.audit_dir,
             ),
         )
         link_master_extensions(config["extension_modules"])

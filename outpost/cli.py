@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 
+from outpost.audit import DEFAULT_TRAIL, FORMATS, report_trail, verify_trail
 from outpost.build import build_release
 from outpost.errors import BadArgument, OutpostError
 from outpost.manifest import load_release
@@ -54,7 +55,88 @@ def build_parser():
     add_release_sign(actions)
     add_release_publish(actions)
     add_release_notify(actions)
+
+    audit = commands.add_parser("audit", help="check and report on the master's audit trail")
+    audit_actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_audit_verify(audit_actions)
+    add_audit_report(audit_actions)
     return parser
+
+
+def _trail_arguments(parser):
+    parser.add_argument(
+        "--trail",
+        default=DEFAULT_TRAIL,
+        metavar="FILE",
+        help=f"the audit trail (default: {DEFAULT_TRAIL})",
+    )
+    parser.add_argument(
+        "--utils",
+        metavar="DIR",
+        help="where outpost_audit.py is (default: this checkout's _utils, then the master's)",
+    )
+
+
+def add_audit_verify(actions):
+    verify = actions.add_parser(
+        "verify",
+        help="check every record's hash and link; exit 1 naming what was changed",
+        description=(
+            "Recompute the hash chain of the audit trail. Names every record that was changed, "
+            "removed, inserted or reordered, and exits 1 if there is any. Prints the head "
+            "(<seq>:<hash>): note it, and a later --expect-head shows whether the end was cut."
+        ),
+    )
+    _trail_arguments(verify)
+    verify.add_argument("--expect-head", metavar="SEQ:HASH", help="a head noted earlier")
+    verify.set_defaults(handler=run_audit_verify, parser=verify)
+
+
+def run_audit_verify(args):
+    verdict = verify_trail(args.trail, expect_head=args.expect_head, utils_dir=args.utils)
+    for problem in verdict["problems"]:
+        print(f"TAMPERED: {problem}")
+    state = "ok" if verdict["ok"] else f"{len(verdict['problems'])} problem(s)"
+    print(f"{args.trail}: {verdict['count']} records, {state}; head {verdict['head']}")
+    return 0 if verdict["ok"] else 1
+
+
+def add_audit_report(actions):
+    report = actions.add_parser(
+        "report",
+        help="release timeline per client, rollbacks and refused requests",
+        description=(
+            "Report on the audit trail: each client's release timeline, rollbacks with their "
+            "reasons, rollout phases and refused requests; CSV has one row per record."
+        ),
+    )
+    _trail_arguments(report)
+    report.add_argument("--since", metavar="TIME", help="ISO 8601, UTC unless a zone is given")
+    report.add_argument("--until", metavar="TIME", help="ISO 8601, exclusive")
+    report.add_argument("--client", metavar="MINION", help="only this client")
+    report.add_argument("--app", metavar="APP", help="only this app")
+    report.add_argument("--format", choices=FORMATS, default="text")
+    report.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    report.set_defaults(handler=run_audit_report, parser=report)
+
+
+def run_audit_report(args):
+    text = report_trail(
+        args.trail,
+        fmt=args.format,
+        since=args.since,
+        until=args.until,
+        client=args.client,
+        app=args.app,
+        utils_dir=args.utils,
+    )
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def add_release_build(actions):

@@ -4,6 +4,7 @@ and the repository's state tree and custom modules served by the master's filese
 """
 
 import base64
+import hashlib
 import logging
 import os
 import pathlib
@@ -18,8 +19,16 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "_utils"))
 
-from demo.lab import SERVED_FOLDERS, link_master_extensions, outpost_master_settings  # noqa: E402
+import outpost_jobcache  # noqa: E402
+from demo.lab import (  # noqa: E402
+    SERVED_FOLDERS,
+    job_cache_settings,
+    link_master_extensions,
+    outpost_master_settings,
+    role_settings,
+)
 from demo.supervisor import Supervisord  # noqa: E402
+from tests.support.postgres import PostgresNotInstalled  # noqa: E402
 
 pytest_plugins = ["tests.support.fixtures_postgres"]
 
@@ -121,8 +130,64 @@ def app_ports():
     return {client: {app: free_port() for app in ("hello", "slowpoke")} for client in CLIENTS}
 
 
+# Jobs stay in the pgjsonb job cache this long in the tests: 7 days, in seconds.
+TEST_KEEP_JOBS_SECONDS = 7 * 24 * 3600
+ROLE_USERS = ("ops", "auditor", "ci")
+
+
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, api_port):
+def role_passwords(short_root):
+    """Each role's password; the master's eauth file holds their SHA-256 digests."""
+    passwords = {user: f"{user}-{os.urandom(6).hex()}" for user in ROLE_USERS}
+    lines = [f"{user}:{hashlib.sha256(pw.encode()).hexdigest()}" for user, pw in passwords.items()]
+    (short_root / "eauth-users.txt").write_text("\n".join(lines) + "\n")
+    return passwords
+
+
+@pytest.fixture(scope="session")
+def audit_dir(short_root):
+    return short_root / "audit"
+
+
+@pytest.fixture(scope="session")
+def job_cache(request):
+    """The pgjsonb job cache's settings on the session's PostgreSQL, or ``{}`` (Salt's local job
+    cache) when the PostgreSQL tests are skipped."""
+    try:
+        server = request.getfixturevalue("postgres")
+    except (pytest.skip.Exception, PostgresNotInstalled) as err:
+        log.warning("no PostgreSQL (%s): the master keeps Salt's local job cache", err)
+        return {}
+    database = server.create_database("salt_jobs")
+    outpost_jobcache.create_schema(
+        host="127.0.0.1",
+        port=server.port,
+        dbname=database,
+        user=server.user,
+        password=server.password,
+    )
+    return job_cache_settings(
+        "127.0.0.1",
+        server.port,
+        database,
+        server.user,
+        server.password,
+        keep_jobs_seconds=TEST_KEEP_JOBS_SECONDS,
+    )
+
+
+@pytest.fixture(scope="session")
+def salt_master(
+    salt_factories,
+    ext_tree,
+    pillar_tree,
+    short_root,
+    signing_key,
+    api_port,
+    audit_dir,
+    job_cache,
+    role_passwords,
+):
     overrides = {
         "file_roots": {"base": [str(REPO / "salt"), str(ext_tree)]},
         "pillar_roots": {"base": [str(pillar_tree)]},
@@ -142,7 +207,10 @@ def salt_master(salt_factories, ext_tree, pillar_tree, short_root, signing_key, 
                 "window": 600,
                 "settle": 8,
             },
+            audit_dir=audit_dir,
         ),
+        **job_cache,
+        **role_settings(short_root / "eauth-users.txt"),
         "log_level_logfile": "info",
     }
     factory = salt_factories.salt_master_daemon("outpost-master", overrides=overrides)

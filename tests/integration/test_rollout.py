@@ -5,8 +5,14 @@ real minions each with its own supervisord.
 
 import base64
 import contextlib
+import csv
+import io
 import json
 import pathlib
+import re
+import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +20,7 @@ import urllib.request
 import pytest
 import yaml
 
+import outpost_audit
 import outpost_registry
 import outpost_webhook
 from demo.supervisor import Supervisord
@@ -84,6 +91,15 @@ def registry(short_root, salt_master):
 @pytest.fixture
 def announce(api_port, signing_key, hello_releases):
     """Sign and post a release announcement the way CI does; return the HTTP status."""
+    return announcer(api_port, signing_key, hello_releases)
+
+
+@pytest.fixture(scope="module")
+def announce_once(api_port, signing_key, hello_releases):
+    return announcer(api_port, signing_key, hello_releases)
+
+
+def announcer(api_port, signing_key, hello_releases):
 
     def post(version, app="hello", secret=WEBHOOK_SECRET, stamp=None, edit=None, raw=None):
         release = hello_releases[version]
@@ -151,19 +167,28 @@ def ready(salt_api, clients, rollout_pillar):
     return clients
 
 
-def test_releases_roll_out_and_a_broken_one_halts_at_the_canary(
-    ready, announce, registry, app_ports, short_root, outpost_root
-):
+@pytest.fixture(scope="module")
+def demo_story(ready, announce_once, registry, app_ports):
+    """The demo's three releases: 1.0.0 and 1.1.0 reach every client, 1.2.0 halts at the canary.
+    Returns each release's finished rollout."""
+    finished = {}
     for version in ("1.0.0", "1.1.0"):
-        assert announce(version) == 200
+        assert announce_once(version) == 200
         done = wait_for_rollout(registry, "hello", version)
         assert done["status"] == "succeeded", done
         assert {client: live(app_ports, client) for client in CLIENTS} == dict.fromkeys(
             CLIENTS, version
         )
+        finished[version] = done
+    assert announce_once("1.2.0") == 200
+    finished["1.2.0"] = wait_for_rollout(registry, "hello", "1.2.0")
+    return finished
 
-    assert announce("1.2.0") == 200
-    halted = wait_for_rollout(registry, "hello", "1.2.0")
+
+def test_releases_roll_out_and_a_broken_one_halts_at_the_canary(
+    demo_story, registry, app_ports, short_root, outpost_root
+):
+    halted = demo_story["1.2.0"]
 
     assert halted["status"] == "halted", halted
     assert halted["reason"] == "canary: client-1 did not go live on 1.2.0"
@@ -226,6 +251,93 @@ def test_bad_requests_are_refused_with_a_security_event_and_no_job(
     assert registry.rollouts(limit=1000) == rollouts_before
     jobs = event_listener.get_events([(salt_master.id, "salt/job/*/new")], after_time=start)
     assert not [job for job in jobs if job.data.get("fun") != "saltutil.find_job"]
+
+
+def audit_records(audit_dir, until_tag, timeout=60):
+    """The trail's records once the record tagged ``until_tag`` is in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = outpost_audit.Trail(audit_dir / "trail.jsonl").records()
+        if any(entry.get("tag") == until_tag for entry in records):
+            return records
+        time.sleep(0.5)
+    raise AssertionError(f"{until_tag} did not reach the audit trail in {timeout}s")
+
+
+def outpost_cli(*args):
+    done = subprocess.run(
+        [sys.executable, "-m", "outpost", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done
+
+
+def test_the_audit_report_tells_the_demo_story(demo_story, audit_dir, tmp_path):
+    """Placed after the bad requests, so that their refusals are in the trail too."""
+    audit_records(audit_dir, "outpost/release/hello/1.2.0/halted")
+    trail = audit_dir / "trail.jsonl"
+    assert WEBHOOK_SECRET not in trail.read_text()
+
+    verified = outpost_cli("audit", "verify", "--trail", trail)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    csv_out = outpost_cli("audit", "report", "--trail", trail, "--app", "hello", "--format", "csv")
+    assert csv_out.returncode == 0, csv_out.stderr
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    went_live = {
+        (row["minion"], row["release"], row["result"])
+        for row in rows
+        if row["kind"] == "job" and row["release"] and row["function"].startswith("state.")
+    }
+    for client in CLIENTS:
+        assert (client, "1.0.0", "True") in went_live, client
+        assert (client, "1.1.0", "True") in went_live, client
+    assert ("client-1", "1.2.0", "False") in went_live
+    assert not [row for row in went_live if row[0] != "client-1" and row[1] == "1.2.0"]
+    assert any(row["tag"] == "outpost/release/hello/1.1.0/succeeded" for row in rows)
+
+    text = outpost_cli("audit", "report", "--trail", trail, "--client", "client-2")
+    assert text.returncode == 0, text.stderr
+    assert "client-2:" in text.stdout
+    assert "client-1:" not in text.stdout
+    assert "headers: X-Outpost-Signature does not match the body" in text.stdout
+
+    page = tmp_path / "report.html"
+    made = outpost_cli("audit", "report", "--trail", trail, "--format", "html", "--out", page)
+    assert made.returncode == 0, made.stderr
+    dom, screenshot = open_in_chromium(page, tmp_path / "report.png")
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rollback_rows = re.findall(r'<tr class="rollback"[^>]*>(.*?)</tr>', dom, re.S)
+    (halt,) = [row for row in rollback_rows if "1.2.0" in row]
+    assert "client-1" in halt
+    assert "canary: client-1 did not go live on 1.2.0" in halt
+    assert "refused" in dom
+
+
+def open_in_chromium(page, screenshot):
+    """Debian's chromium, headless: the page's DOM after it rendered, and a screenshot."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser:
+        pytest.skip("chromium is not installed: make test installs Debian's package")
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    common += [f"--user-data-dir={screenshot.parent / 'chromium-profile'}"]
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    subprocess.run(
+        [*common, f"--screenshot={screenshot}", "--window-size=1280,2400", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return dom, screenshot
 
 
 def test_a_client_that_never_returns_fails_the_rollout(

@@ -63,3 +63,18 @@ def test_comment_markers_without_white_space_are_kept():
     parsed = dict_of_key_value_pairs(environment_line(backend().render(spec(**env))))
 
     assert parsed == env
+
+
+def test_the_app_log_rotates_with_the_retention_asked_for():
+    rendered = backend().render(
+        outpost_service.ServiceSpec(
+            **dict(vars(spec()), log_max_bytes=2 * 1024 * 1024, log_backups=9)
+        )
+    )
+    parser = UnhosedConfigParser()
+    parser.read_string(rendered)
+    section = "program:outpost-hello"
+    assert parser.saneget(section, "stdout_logfile").endswith("/logs/service.log")
+    assert parser.saneget(section, "stdout_logfile_maxbytes") == str(2 * 1024 * 1024)
+    assert parser.saneget(section, "stdout_logfile_backups") == "9"
+    assert parser.saneget(section, "redirect_stderr") == "true"

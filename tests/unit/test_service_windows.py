@@ -515,3 +515,12 @@ def test_protect_folder_is_inherited_by_everything_in_it(backend, salt_funcs):
     applies = {grant["applies_to"] for grant in kwargs["grant_perms"].values()}
     assert applies == {"this_folder_subfolders_files"}
     assert len(kwargs["grant_perms"]) == 3
+
+
+def test_the_app_log_rolls_by_size_with_the_retention_asked_for(backend, tmp_path):
+    backend.define(make_spec(tmp_path, log_max_bytes=3 * 1024 * 1024, log_backups=7))
+
+    root = read_xml(backend)
+    assert root.find("log").get("mode") == "roll-by-size"
+    assert root.findtext("log/sizeThreshold") == str(3 * 1024)
+    assert root.findtext("log/keepFiles") == "7"
