@@ -261,7 +261,8 @@ def test_update_rollout_sets_phase_counts_status_and_reason(registry):
 
 
 def test_rollouts_lists_newest_first_by_app_and_limit(registry):
-    ids = [registry.claim_rollout(app, "1.0.0")[0] for app in ("hello", "shop", "hello")]
+    claims = (("hello", "1.0.0"), ("shop", "1.0.0"), ("hello", "1.1.0"))
+    ids = [registry.claim_rollout(app, version)[0] for app, version in claims]
 
     assert [rollout["id"] for rollout in registry.rollouts()] == ids[::-1]
     assert [rollout["id"] for rollout in registry.rollouts(APP)] == [ids[2], ids[0]]
