@@ -155,7 +155,9 @@ class Registry:
 
     def _create_schema(self):
         with self._transaction() as cursor:
-            for statement in SCHEMA.format(serial=SERIAL[self.driver], stamp=STAMP[self.driver]).split(";"):
+            for statement in SCHEMA.format(
+                serial=SERIAL[self.driver], stamp=STAMP[self.driver]
+            ).split(";"):
                 if statement.strip():
                     cursor.execute(statement)
 
