@@ -417,9 +417,11 @@ def promote(rollout_id, batch, clients):
     _require_ownership(rollout_id)
     rollout_ = _registry().rollout(int(rollout_id))
     # A master that takes over may promote a batch its predecessor had promoted already.
-    _registry().set_desired(
+    moved = _registry().set_desired(
         rollout_["app"], clients, rollout_["version"], rollout_["id"], "promote", only_changed=True
     )
+    if not moved:
+        return {"promoted": [], "already": clients}
     phase = "canary" if int(batch) == 0 else f"batch-{batch}"
     _progress(rollout_, phase, batch=int(batch), clients=len(clients), details={"names": clients})
     return {"promoted": clients}

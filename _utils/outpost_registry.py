@@ -223,7 +223,9 @@ class Registry:
         self, app, clients, version, rollout_id, event, reason=None, only_changed=False
     ):
         """Point clients at a release; history keeps what each pointed at before. With
-        ``only_changed``, a client this rollout already points at this release is left alone."""
+        ``only_changed``, a client this rollout already points at this release is left alone.
+        Returns the clients changed."""
+        changed = []
         with self._transaction() as cursor:
             for client in clients:
                 row = cursor.one(
@@ -232,6 +234,7 @@ class Registry:
                 )
                 if only_changed and row and (row[0], row[1]) == (version, rollout_id):
                     continue
+                changed.append(client)
                 previous = row[0] if row else None
                 if row:
                     cursor.execute(
@@ -245,6 +248,7 @@ class Registry:
                         (app, client, version, rollout_id, now_iso()),
                     )
                 self._log(cursor, app, client, version, previous, event, rollout_id, reason)
+        return changed
 
     def moved_in_rollout(self, rollout_id):
         """``{client: version before}`` for every client a rollout moved, first move wins."""
