@@ -45,7 +45,7 @@ def verify_trail(trail, expect_head=None, utils_dir=None):
     try:
         return library.verify(_records(library, trail), expect_head=expect_head)
     except library.BadTrail as err:
-        raise BadArgument(f"--{str(err).replace('_', '-')}") from err
+        raise BadArgument(f"--{str(err).replace('_', '-', 1)}") from err
 
 
 def report_trail(trail, fmt="text", since=None, until=None, client=None, app=None, utils_dir=None):

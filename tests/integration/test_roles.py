@@ -156,6 +156,26 @@ def test_ci_has_no_salt_account_only_the_webhook(api, role_passwords):
         assert answer.status == 200
 
 
+def test_outpost_logs_json_and_refusals_reach_the_security_stream(api, audit_dir):
+    """The unsigned announcement of the test above: a JSON log line and a security event."""
+    wanted = "refused a release announcement: headers:"
+    deadline = time.monotonic() + 60
+    logged = []
+    while time.monotonic() < deadline and not [e for e in logged if wanted in e["message"]]:
+        time.sleep(0.5)
+        path = audit_dir / "outpost.jsonl"
+        logged = (
+            [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        )
+    (line, *_) = [entry for entry in logged if wanted in entry["message"]]
+    assert line["level"] == "warning"
+    assert line["logger"].endswith("outpost_release")
+    assert set(line) >= {"time", "level", "logger", "process", "message"}
+
+    security = [json.loads(x) for x in (audit_dir / "security.jsonl").read_text().splitlines()]
+    assert any(event["event"] == "security/release-refused" for event in security)
+
+
 def test_a_wrong_password_is_refused_and_lands_on_the_security_stream(
     api, role_passwords, audit_dir
 ):
@@ -188,19 +208,20 @@ def test_a_wrong_password_is_refused_and_lands_on_the_security_stream(
         time.sleep(0.5)
     assert any(event["event"] == "auth-failure" for event in events), events
     assert "not-the-password" not in security.read_text()
+    kept = security.read_text() + (audit_dir / "trail.jsonl").read_text()
     for password in role_passwords.values():
-        assert password not in security.read_text()
+        assert password not in kept
 
 
-def test_the_salt_cli_with_eauth_refuses_ops_a_command(salt_cli, role_passwords):
-    ret = salt_cli.run(
-        "-a",
-        "file",
-        "--username=ops",
-        f"--password={role_passwords['ops']}",
-        "cmd.run",
-        "id",
-        minion_tgt="client-1",
+def test_the_salt_cli_with_eauth_lets_ops_run_app_functions_and_nothing_else(
+    salt_cli, role_passwords
+):
+    as_ops = ["-a", "file", "--username=ops", f"--password={role_passwords['ops']}"]
+    allowed_call = salt_cli.run(
+        *as_ops, "shiv_app.list_releases", "never-installed", minion_tgt="client-1"
     )
-    assert ret.returncode != 0 or "Authorization error" in str(ret.stdout + ret.stderr), ret
-    assert "uid=" not in ret.stdout
+    assert allowed_call.returncode == 0, allowed_call
+
+    refused = salt_cli.run(*as_ops, "cmd.run", "id", minion_tgt="client-1")
+    assert refused.returncode != 0 or "Authorization error" in refused.stdout + refused.stderr
+    assert "uid=" not in refused.stdout

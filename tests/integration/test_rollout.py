@@ -314,7 +314,8 @@ def test_the_audit_report_tells_the_demo_story(demo_story, audit_dir, tmp_path):
     (halt,) = [row for row in rollback_rows if "1.2.0" in row]
     assert "client-1" in halt
     assert "canary: client-1 did not go live on 1.2.0" in halt
-    assert "refused" in dom
+    refused_rows = re.findall(r'<tr class="refused"[^>]*>(.*?)</tr>', dom, re.S)
+    assert any("X-Outpost-Signature does not match the body" in row for row in refused_rows)
 
 
 def open_in_chromium(page, screenshot):

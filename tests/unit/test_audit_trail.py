@@ -266,3 +266,27 @@ def test_outpost_audit_report_names_a_bad_argument(trail, capsys):
     with pytest.raises(SystemExit):
         main(["audit", "report", "--trail", str(trail / "missing")])
     assert "--trail" in capsys.readouterr().err
+
+
+def test_remediations_and_alerts_are_recorded_with_client_app_and_reason(tmp_path):
+    path = tmp_path / "trail.jsonl"
+    outpost_audit.Trail(path).append(
+        [
+            outpost_audit.record_from_event(
+                "outpost/remediation/client-3/hello/rollback",
+                {"reason": "still unhealthy after a restart", "version": "1.3.0"},
+            ),
+            outpost_audit.record_from_event(
+                "outpost/alert/client-3/hello", {"reason": "max_actions reached"}
+            ),
+        ]
+    )
+    records = outpost_audit.Trail(path).records()
+    assert [(e["kind"], e["minion"], e["app"]) for e in records] == [
+        ("remediation", "client-3", "hello"),
+        ("alert", "client-3", "hello"),
+    ]
+    (rollback,) = outpost_audit.build_report(records)["rollbacks"]
+    assert rollback["clients"] == "client-3"
+    assert rollback["reason"] == "still unhealthy after a restart"
+    assert rollback["source"] == "remediation"
