@@ -19,6 +19,7 @@ release, in which order, comes from the master's own configuration::
           soak: 0            # seconds the health gate holds before the next batch
           max_failures: 0    # failed clients a batch may have and still pass
           state_timeout: 300 # seconds a client has to return its state run, or it failed
+          ping_timeout: 15   # seconds the plan waits for clients to answer; the rest are offline
 
 Several masters (Salt's multi-master, every master hot) share one PostgreSQL registry. The same
 announcement heard by two masters is acted on once (claimed in the registry), and the master that
@@ -60,7 +61,15 @@ __virtualname__ = "outpost_release"
 DEFAULT_MASTERS = {"lease": 120, "takeover": "resume"}
 # An announcement is only accepted within 5 minutes of its timestamp: its claim outlives that.
 ANNOUNCEMENT_CLAIM_SECONDS = 900
-DEFAULT_APP = {"canary": 1, "batch": "50%", "soak": 0, "max_failures": 0, "state_timeout": 300}
+DEFAULT_APP = {
+    "canary": 1,
+    "batch": "50%",
+    "soak": 0,
+    "max_failures": 0,
+    "state_timeout": 300,
+    # Seconds the plan's test.ping waits: a busy master with many clients needs more than 5.
+    "ping_timeout": 15,
+}
 STATE_TIMEOUT = 300
 
 
@@ -359,7 +368,7 @@ def plan_rollout(rollout_id):
 
     settings = _app_config(rollout_["app"])
     clients = _clients(settings["clients"])
-    online = sorted(_online(clients))
+    online = sorted(_online(clients, float(settings["ping_timeout"])))
     offline = sorted(set(clients) - set(online))
 
     canary = online[: _size(settings["canary"], len(online))]
@@ -388,10 +397,10 @@ def _clients(configured):
     return sorted(str(client) for client in configured)
 
 
-def _online(clients):
+def _online(clients, timeout):
     if not clients:
         return []
-    answered = _local().cmd(clients, "test.ping", tgt_type="list", timeout=5)
+    answered = _local().cmd(clients, "test.ping", tgt_type="list", timeout=timeout)
     return [client for client in clients if answered.get(client) is True]
 
 
