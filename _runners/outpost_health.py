@@ -110,6 +110,8 @@ def handle(tag, data):
     if parts[4] == "heartbeat":
         return heartbeat(client, payload.get("apps") or {})
     if len(parts) == 6 and parts[5] == "unhealthy":
+        if not _first_to_hear(tag, payload):
+            return {"decision": "heard by another master"}
         return remediate(client, parts[4], payload.get("reason", "unhealthy"))
     if len(parts) == 6 and parts[5] == "healthy":
         log.info("%s on %s is healthy again", parts[4], client)
@@ -118,8 +120,22 @@ def handle(tag, data):
     return {"ignored": f"unknown app_health event: {tag}"}
 
 
+def _first_to_hear(tag, payload):
+    """Every master hears each beacon event; the one that claims it first acts on it. The
+    beacon's own ``time`` tells one event from the next one with the same tag."""
+    if "time" not in payload:
+        return True
+    key = f"event:{tag}:{payload['time']}"
+    if _registry().claim(key, str(__opts__["id"]), float(_settings()["window"])):
+        return True
+    log.debug("%s is handled by another master", tag)
+    return False
+
+
 def _tunnel_event(client, status, payload):
     if status == "unhealthy":
+        if not _first_to_hear(f"salt/beacon/{client}/tunnel_health/unhealthy", payload):
+            return {"decision": "heard by another master"}
         return remediate(client, TUNNEL, payload.get("reason", "not ready"))
     if status == "healthy":
         log.info("the tunnel connector on %s is ready again", client)

@@ -19,6 +19,21 @@ release, in which order, comes from the master's own configuration::
           soak: 0            # seconds the health gate holds before the next batch
           max_failures: 0    # failed clients a batch may have and still pass
           state_timeout: 300 # seconds a client has to return its state run, or it failed
+          ping_timeout: 15   # seconds the plan waits for clients to answer; the rest are offline
+
+Several masters (Salt's multi-master, every master hot) share one PostgreSQL registry. The same
+announcement heard by two masters is acted on once (claimed in the registry), and the master that
+starts a rollout holds its lease, renewed by ``resume`` on its own Salt scheduler. When a master
+is lost between two batches its lease runs out, and another master's ``resume`` takes the rollout
+over: it carries on from the first batch that had not passed its health gate, or halts it, as
+``outpost:masters:takeover`` says::
+
+    outpost:
+      masters:
+        lease: 120          # seconds a master holds a rollout without renewing it
+        takeover: resume    # or halt
+    schedule:
+      outpost-rollouts: {function: outpost_release.resume, seconds: 30}
 
 A rollout runs as the orchestration ``orch.rollout``: promote a batch in the registry (so the
 client's pillar names the release), apply ``outpost.apps`` to it, then hold the health gate. A
@@ -43,7 +58,18 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "outpost_release"
 
-DEFAULT_APP = {"canary": 1, "batch": "50%", "soak": 0, "max_failures": 0, "state_timeout": 300}
+DEFAULT_MASTERS = {"lease": 120, "takeover": "resume"}
+# An announcement is only accepted within 5 minutes of its timestamp: its claim outlives that.
+ANNOUNCEMENT_CLAIM_SECONDS = 900
+DEFAULT_APP = {
+    "canary": 1,
+    "batch": "50%",
+    "soak": 0,
+    "max_failures": 0,
+    "state_timeout": 300,
+    # Seconds the plan's test.ping waits: a busy master with many clients needs more than 5.
+    "ping_timeout": 15,
+}
 STATE_TIMEOUT = 300
 
 
@@ -60,6 +86,33 @@ def _config():
 
 def _registry():
     return outpost_registry.Registry.from_opts(__opts__)
+
+
+def _masters():
+    settings = dict(DEFAULT_MASTERS, **(_config().get("masters") or {}))
+    if settings["takeover"] not in ("resume", "halt"):
+        raise SaltInvocationError(
+            f"outpost:masters:takeover: {settings['takeover']!r} is not resume or halt"
+        )
+    return settings
+
+
+def _me():
+    """This master, as the registry names the owner of a rollout."""
+    return str(__opts__["id"])
+
+
+def _lease():
+    return float(_masters()["lease"])
+
+
+def _require_ownership(rollout_id):
+    """A master that lost a rollout to another (its lease ran out) must not touch it again."""
+    lease = _registry().lease(int(rollout_id))
+    if lease and lease["owner"] != _me():
+        raise CommandExecutionError(
+            f"rollout_id: rollout {rollout_id} is now run by {lease['owner']}, not {_me()}"
+        )
 
 
 def _app_config(app):
@@ -135,8 +188,15 @@ def receive(body, headers, run=True):
         return _refuse(str(err))
 
     app, version = manifest["app"], manifest["version"]
-    rollout_id, status = _registry().claim_rollout(app, version)
+    key = outpost_webhook.announcement_key(body, headers)
+    if not _registry().claim(key, _me(), ANNOUNCEMENT_CLAIM_SECONDS):
+        owner = _registry().claim_owner(key)
+        log.info("release %s %s: this announcement is already taken by %s", app, version, owner)
+        return {"accepted": True, "duplicate": True, "taken_by": owner}
+    rollout_id, status = _registry().claim_rollout(app, version, owner=_me(), lease=_lease())
     log.info("release %s %s accepted; rollout %s is %s", app, version, rollout_id, status)
+    if status == "duplicate":
+        return {"accepted": True, "rollout": rollout_id, "status": status}
     _emit(f"outpost/release/{app}/{version}/{status}", {"rollout": rollout_id})
     if run and status == "running":
         return rollout(rollout_id)
@@ -149,16 +209,52 @@ def _refuse(reason):
     return {"accepted": False, "reason": reason}
 
 
+# A client's start reaches every master within moments of each other: one of them converges it.
+CONVERGE_CLAIM_SECONDS = 30
+
+
+def converge(client):
+    """
+    Converge a client that (re)connected to the releases the registry names for it: a
+    ``state.apply outpost.apps`` job, queued behind any running one. The
+    ``salt/minion/<id>/start`` reactor calls this on every master; the first to claim the start
+    in the registry runs it.
+
+    client
+        The minion id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run outpost_release.converge client-2
+    """
+    client = str(client)
+    if not client or any(char in client for char in "*?[],"):
+        raise SaltInvocationError(f"client: {client!r} is not one minion id")
+    key = f"converge:{client}"
+    if not _registry().claim(key, _me(), CONVERGE_CLAIM_SECONDS):
+        log.debug("%s's start is converged by %s", client, _registry().claim_owner(key))
+        return {"converged_by": _registry().claim_owner(key)}
+    jid = _local().cmd_async(client, "state.apply", ["outpost.apps"], kwarg={"queue": True})
+    log.info("converging %s after its start: job %s", client, jid)
+    return {"converged_by": _me(), "jid": jid}
+
+
 # -- rolling out --------------------------------------------------------------------------------
 
 
-def rollout(rollout_id):
+def rollout(rollout_id, resume_claim=None):
     """
     Run a claimed rollout through the ``orch.rollout`` orchestration, then any that queued up
     behind it for the same app.
 
     rollout_id
         The rollout, as ``receive`` claimed it.
+
+    resume_claim
+        Set by ``resume`` (through the ``outpost/rollout/<id>/resume`` reactor) when this master
+        took the rollout over; without its claim in the registry nothing is resumed. Default: None
 
     CLI Example:
 
@@ -167,6 +263,11 @@ def rollout(rollout_id):
         salt-run outpost_release.rollout 7
     """
     registry = _registry()
+    if resume_claim is not None and not registry.consume_claim(resume_claim, _me()):
+        log.warning(
+            "rollout %s: no resume claim %s for %s; ignored", rollout_id, resume_claim, _me()
+        )
+        return {"ignored": f"rollout {rollout_id} is not being resumed by {_me()}"}
     results = []
     current = registry.rollout(int(rollout_id))
     while current:
@@ -174,14 +275,68 @@ def rollout(rollout_id):
             "orch.rollout", pillar={"outpost_rollout": {"id": current["id"]}}
         )
         finished = registry.rollout(current["id"])
+        if finished["status"] == "running" and not registry.owns(current["id"], _me()):
+            # Another master took it over while this one was away: it is theirs now.
+            results.append(dict(_summary(finished), handed_over=True))
+            break
         if finished["status"] == "running":
             # The orchestration died before its last step: nothing may stay half done.
             halt(current["id"], reason="the orchestration stopped before it finished")
             finished = registry.rollout(current["id"])
         results.append(_summary(finished))
-        queued = registry.promote_queued(current["app"])
+        queued = registry.promote_queued(current["app"], owner=_me(), lease=_lease())
         current = registry.rollout(queued["id"]) if queued else None
     return results[0] if len(results) == 1 else results
+
+
+def resume():
+    """
+    Keep this master's rollouts and take over those of a master that is gone; every master runs
+    this on its own Salt scheduler. A running rollout whose owner's lease ran out becomes this
+    master's (one transaction, so exactly one master takes it), which carries on from the first
+    batch that had not passed its health gate, or halts it (``outpost:masters:takeover``). A
+    queued rollout left with nothing running ahead of it starts.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run outpost_release.resume
+    """
+    registry = _registry()
+    settings = _masters()
+    kept = registry.renew_leases(_me(), _lease())
+    taken = registry.take_over(_me(), _lease())
+    for item in taken:
+        reason = f"{_me()} took over from {item['from'] or 'no master'}: its lease ran out"
+        log.warning("rollout %s of %s %s: %s", item["id"], item["app"], item["version"], reason)
+        _emit(
+            f"outpost/release/{item['app']}/{item['version']}/takeover",
+            {
+                "rollout": item["id"],
+                "master": _me(),
+                "from": item["from"],
+                "mode": settings["takeover"],
+            },
+        )
+        if settings["takeover"] == "halt":
+            halt(item["id"], reason=f"{reason}; outpost:masters:takeover is halt")
+        else:
+            _start_here(registry, item["id"])
+    for app in registry.apps_with_orphaned_queue():
+        queued = registry.promote_queued(app, owner=_me(), lease=_lease())
+        if queued:
+            taken.append({"id": queued["id"], "app": app, "version": queued["version"]})
+            _start_here(registry, queued["id"])
+    return {"master": _me(), "kept": kept, "taken": [item["id"] for item in taken]}
+
+
+def _start_here(registry, rollout_id):
+    """Hand the rollout to this master's reactor (``outpost/rollout/<id>/resume``), so it runs in
+    this master's own process tree and stops with it; the claim keeps a forged event idle."""
+    claim = f"resume:{rollout_id}:{time.time():.6f}"
+    registry.claim(claim, _me(), _lease())
+    _emit(f"outpost/rollout/{rollout_id}/resume", {"rollout": rollout_id, "claim": claim})
 
 
 def _summary(rollout_):
@@ -203,10 +358,17 @@ def plan_rollout(rollout_id):
 
         salt-run outpost_release.plan_rollout 7
     """
-    rollout_ = _registry().rollout(int(rollout_id))
+    registry = _registry()
+    rollout_ = registry.rollout(int(rollout_id))
+    lease = registry.lease(rollout_["id"])
+    if lease and lease["plan"]:
+        plan = dict(lease["plan"], start=lease["batches_done"])
+        _progress(rollout_, "resumed", start=plan["start"], details={"master": _me()})
+        return plan
+
     settings = _app_config(rollout_["app"])
     clients = _clients(settings["clients"])
-    online = sorted(_online(clients))
+    online = sorted(_online(clients, float(settings["ping_timeout"])))
     offline = sorted(set(clients) - set(online))
 
     canary = online[: _size(settings["canary"], len(online))]
@@ -223,6 +385,7 @@ def plan_rollout(rollout_id):
         "max_failures": int(settings["max_failures"]),
         "state_timeout": int(settings["state_timeout"]),
     }
+    plan = dict(registry.save_plan(rollout_["id"], plan), start=0)
     _progress(rollout_, "planned", total=len(clients), online=len(online), offline=len(offline))
     return plan
 
@@ -234,10 +397,10 @@ def _clients(configured):
     return sorted(str(client) for client in configured)
 
 
-def _online(clients):
+def _online(clients, timeout):
     if not clients:
         return []
-    answered = _local().cmd(clients, "test.ping", tgt_type="list", timeout=5)
+    answered = _local().cmd(clients, "test.ping", tgt_type="list", timeout=timeout)
     return [client for client in clients if answered.get(client) is True]
 
 
@@ -260,10 +423,14 @@ def promote(rollout_id, batch, clients):
 
         salt-run outpost_release.promote 7 0 '[client-1]'
     """
+    _require_ownership(rollout_id)
     rollout_ = _registry().rollout(int(rollout_id))
-    _registry().set_desired(
-        rollout_["app"], clients, rollout_["version"], rollout_["id"], "promote"
+    # A master that takes over may promote a batch its predecessor had promoted already.
+    moved = _registry().set_desired(
+        rollout_["app"], clients, rollout_["version"], rollout_["id"], "promote", only_changed=True
     )
+    if not moved:
+        return {"promoted": [], "already": clients}
     phase = "canary" if int(batch) == 0 else f"batch-{batch}"
     _progress(rollout_, phase, batch=int(batch), clients=len(clients), details={"names": clients})
     return {"promoted": clients}
@@ -280,6 +447,7 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0):
 
         salt-run outpost_release.gate 7 0 '[client-1]' soak=30
     """
+    _require_ownership(rollout_id)
     rollout_ = _registry().rollout(int(rollout_id))
     deadline = time.monotonic() + float(soak)
     while True:
@@ -294,6 +462,7 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0):
         reason = f"health gate of batch {batch} failed on {', '.join(sorted(failed))}"
         _registry().update_rollout(rollout_["id"], "gate", reason=reason)
         raise CommandExecutionError(reason)
+    _registry().batch_passed(rollout_["id"], int(batch))
     return counts
 
 
@@ -324,6 +493,10 @@ def halt(rollout_id, reason=None):
     """
     registry = _registry()
     rollout_ = registry.rollout(int(rollout_id))
+    if not registry.owns(rollout_["id"], _me()) or rollout_["status"] != "running":
+        # Another master runs it now, or it ended: halting is theirs, or done.
+        log.info("rollout %s: not halted by %s (%s)", rollout_id, _me(), rollout_["status"])
+        return {"halted": None, "reason": f"rollout {rollout_id} is not {_me()}'s to halt"}
     moved = registry.moved_in_rollout(rollout_["id"])
     reason = reason or rollout_["reason"] or _why_not_live(rollout_, sorted(moved))
     back = {client: previous for client, previous in moved.items() if previous}
@@ -404,6 +577,7 @@ def finish(rollout_id, offline=None):
 
         salt-run outpost_release.finish 7
     """
+    _require_ownership(rollout_id)
     registry = _registry()
     rollout_ = registry.rollout(int(rollout_id))
     offline = list(offline or [])

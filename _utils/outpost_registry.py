@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import sqlite3
+import time
 
 from salt.exceptions import CommandExecutionError
 
@@ -43,9 +44,18 @@ CREATE TABLE IF NOT EXISTS remediations (
 CREATE UNIQUE INDEX IF NOT EXISTS one_remediation_per_client_app
     ON remediations (client, app) WHERE status = 'running';
 CREATE TABLE IF NOT EXISTS heartbeats (
-    client TEXT PRIMARY KEY, last_seen REAL NOT NULL, apps TEXT NOT NULL, missing_since REAL);
+    client TEXT PRIMARY KEY, last_seen {stamp} NOT NULL, apps TEXT NOT NULL,
+    missing_since {stamp});
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at {stamp} NOT NULL,
+    expires_at {stamp} NOT NULL);
+CREATE TABLE IF NOT EXISTS rollout_leases (
+    rollout_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, lease_until {stamp} NOT NULL,
+    plan TEXT, batches_done INTEGER NOT NULL DEFAULT 0);
 """
 SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgres": "SERIAL PRIMARY KEY"}
+# Unix times: PostgreSQL's REAL has 24 bits, which rounds today's time to whole minutes.
+STAMP = {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"}
 # The PostgreSQL advisory lock every master's writing transaction takes first: "outpost" in ASCII.
 WRITE_LOCK = int.from_bytes(b"outpost", "big")
 FINISHED = ("succeeded", "halted", "superseded")
@@ -145,7 +155,9 @@ class Registry:
 
     def _create_schema(self):
         with self._transaction() as cursor:
-            for statement in SCHEMA.format(serial=SERIAL[self.driver]).split(";"):
+            for statement in SCHEMA.format(
+                serial=SERIAL[self.driver], stamp=STAMP[self.driver]
+            ).split(";"):
                 if statement.strip():
                     cursor.execute(statement)
 
@@ -207,13 +219,22 @@ class Registry:
             rows = cursor.all("SELECT client, version FROM desired WHERE app = ?", (app,))
         return dict(rows)
 
-    def set_desired(self, app, clients, version, rollout_id, event, reason=None):
-        """Point clients at a release; history keeps what each pointed at before."""
+    def set_desired(
+        self, app, clients, version, rollout_id, event, reason=None, only_changed=False
+    ):
+        """Point clients at a release; history keeps what each pointed at before. With
+        ``only_changed``, a client this rollout already points at this release is left alone.
+        Returns the clients changed."""
+        changed = []
         with self._transaction() as cursor:
             for client in clients:
                 row = cursor.one(
-                    "SELECT version FROM desired WHERE app = ? AND client = ?", (app, client)
+                    "SELECT version, rollout_id FROM desired WHERE app = ? AND client = ?",
+                    (app, client),
                 )
+                if only_changed and row and (row[0], row[1]) == (version, rollout_id):
+                    continue
+                changed.append(client)
                 previous = row[0] if row else None
                 if row:
                     cursor.execute(
@@ -227,6 +248,7 @@ class Registry:
                         (app, client, version, rollout_id, now_iso()),
                     )
                 self._log(cursor, app, client, version, previous, event, rollout_id, reason)
+        return changed
 
     def moved_in_rollout(self, rollout_id):
         """``{client: version before}`` for every client a rollout moved, first move wins."""
@@ -254,13 +276,23 @@ class Registry:
 
     # -- rollouts -----------------------------------------------------------------------------
 
-    def claim_rollout(self, app, version):
+    def claim_rollout(self, app, version, owner=None, lease=None):
         """Start a rollout, or queue it when one of the same app runs. Returns (id, status).
 
         A newer release supersedes an older queued one, also when nothing runs at the moment (the
         last rollout ended and ``promote_queued`` is yet to come): only the newest waits or runs.
+        The same release announced again while it runs or waits is that rollout (``duplicate``),
+        so two masters that both hear of it start it once. A running rollout gets ``owner``'s
+        lease for ``lease`` seconds (see ``take_over``).
         """
         with self._transaction() as cursor:
+            same = cursor.one(
+                "SELECT id FROM rollouts WHERE app = ? AND version = ? "
+                "AND status IN ('running', 'queued')",
+                (app, version),
+            )
+            if same:
+                return same[0], "duplicate"
             running = cursor.one(
                 "SELECT id FROM rollouts WHERE app = ? AND status = 'running'", (app,)
             )
@@ -275,9 +307,11 @@ class Registry:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (app, version, status, status, "{}", now_iso(), now_iso()),
             )
+            if status == "running" and owner:
+                self._lease(cursor, rollout_id, owner, lease)
         return rollout_id, status
 
-    def promote_queued(self, app):
+    def promote_queued(self, app, owner=None, lease=None):
         """After a rollout ends, the newest queued one of the same app runs next."""
         with self._transaction() as cursor:
             if cursor.one("SELECT id FROM rollouts WHERE app = ? AND status = 'running'", (app,)):
@@ -294,7 +328,148 @@ class Registry:
                 "WHERE id = ?",
                 (now_iso(), row[0]),
             )
+            if owner:
+                self._lease(cursor, row[0], owner, lease)
         return {"id": row[0], "version": row[1]}
+
+    # -- leases: which master runs a rollout --------------------------------------------------
+
+    @staticmethod
+    def _lease(cursor, rollout_id, owner, lease):
+        until = time.time() + float(lease or 120)
+        if cursor.one("SELECT owner FROM rollout_leases WHERE rollout_id = ?", (rollout_id,)):
+            cursor.execute(
+                "UPDATE rollout_leases SET owner = ?, lease_until = ? WHERE rollout_id = ?",
+                (owner, until, rollout_id),
+            )
+        else:
+            cursor.execute(
+                "INSERT INTO rollout_leases (rollout_id, owner, lease_until, batches_done)"
+                " VALUES (?, ?, ?, 0)",
+                (rollout_id, owner, until),
+            )
+
+    def lease(self, rollout_id):
+        """``{owner, lease_until, plan, batches_done}`` of a rollout, or None."""
+        with self._transaction(write=False) as cursor:
+            row = cursor.one(
+                "SELECT owner, lease_until, plan, batches_done FROM rollout_leases "
+                "WHERE rollout_id = ?",
+                (rollout_id,),
+            )
+        if not row:
+            return None
+        plan = json.loads(row[2]) if row[2] else None
+        return {"owner": row[0], "lease_until": row[1], "plan": plan, "batches_done": row[3]}
+
+    def renew_leases(self, owner, lease):
+        """Extend the leases of every running rollout ``owner`` runs; returns their ids."""
+        with self._transaction() as cursor:
+            rows = cursor.all(
+                "SELECT l.rollout_id FROM rollout_leases l JOIN rollouts r ON r.id = l.rollout_id "
+                "WHERE l.owner = ? AND r.status = 'running'",
+                (owner,),
+            )
+            ids = [row[0] for row in rows]
+            for rollout_id in ids:
+                cursor.execute(
+                    "UPDATE rollout_leases SET lease_until = ? WHERE rollout_id = ?",
+                    (time.time() + float(lease), rollout_id),
+                )
+        return ids
+
+    def take_over(self, owner, lease, now=None):
+        """Running rollouts whose owner's lease ran out become ``owner``'s, in one transaction
+        (so of several masters exactly one takes each). Returns ``[{id, app, version, from}]``.
+        A master never takes over its own rollout: it may be running still, only late to renew."""
+        now = time.time() if now is None else now
+        taken = []
+        with self._transaction() as cursor:
+            rows = cursor.all(
+                "SELECT r.id, r.app, r.version, l.owner FROM rollouts r "
+                "LEFT JOIN rollout_leases l ON l.rollout_id = r.id "
+                "WHERE r.status = 'running' AND (l.lease_until IS NULL OR l.lease_until < ?) "
+                "AND (l.owner IS NULL OR l.owner <> ?)",
+                (now, owner),
+            )
+            for rollout_id, app, version, previous in rows:
+                self._lease(cursor, rollout_id, owner, lease)
+                reason = f"{owner} took over from {previous or 'no master'}: its lease ran out"
+                self._log(cursor, app, None, version, None, "takeover", rollout_id, reason)
+                taken.append({"id": rollout_id, "app": app, "version": version, "from": previous})
+        return taken
+
+    def owns(self, rollout_id, owner):
+        """True when ``owner`` holds the rollout's lease (or nobody does: one master alone)."""
+        found = self.lease(rollout_id)
+        return found is None or found["owner"] == owner
+
+    def save_plan(self, rollout_id, plan):
+        """The batches are fixed once: a master that takes over carries on with the same ones."""
+        with self._transaction() as cursor:
+            row = cursor.one("SELECT plan FROM rollout_leases WHERE rollout_id = ?", (rollout_id,))
+            if row and row[0]:
+                return json.loads(row[0])
+            if row:
+                cursor.execute(
+                    "UPDATE rollout_leases SET plan = ? WHERE rollout_id = ?",
+                    (json.dumps(plan, sort_keys=True), rollout_id),
+                )
+        return plan
+
+    def batch_passed(self, rollout_id, batch):
+        with self._transaction() as cursor:
+            cursor.execute(
+                "UPDATE rollout_leases SET batches_done = ? WHERE rollout_id = ? "
+                "AND batches_done < ?",
+                (int(batch) + 1, rollout_id, int(batch) + 1),
+            )
+
+    # -- claims: an event acted on once, whichever master hears it ----------------------------
+
+    def claim(self, key, owner, ttl):
+        """True for the first master to claim ``key`` within ``ttl`` seconds, False for every
+        other. The key is the table's primary key and the claim one locked transaction."""
+        now = time.time()
+        with self._transaction() as cursor:
+            row = cursor.one("SELECT owner, expires_at FROM claims WHERE key = ?", (key,))
+            if row and row[1] >= now:
+                return False
+            if row:
+                cursor.execute(
+                    "UPDATE claims SET owner = ?, claimed_at = ?, expires_at = ? WHERE key = ?",
+                    (owner, now, now + float(ttl), key),
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO claims VALUES (?, ?, ?, ?)", (key, owner, now, now + float(ttl))
+                )
+            # Old claims are of no use to anyone: keep the table small.
+            cursor.execute("DELETE FROM claims WHERE expires_at < ?", (now - 3600,))
+        return True
+
+    def consume_claim(self, key, owner):
+        """True once, for ``owner``'s unexpired claim, which it removes."""
+        with self._transaction() as cursor:
+            row = cursor.one("SELECT owner, expires_at FROM claims WHERE key = ?", (key,))
+            if not row or row[0] != owner or row[1] < time.time():
+                return False
+            cursor.execute("DELETE FROM claims WHERE key = ?", (key,))
+        return True
+
+    def apps_with_orphaned_queue(self):
+        """Apps with a queued rollout and none running: the master that would start it is gone."""
+        with self._transaction(write=False) as cursor:
+            rows = cursor.all(
+                "SELECT DISTINCT app FROM rollouts q WHERE q.status = 'queued' AND NOT EXISTS "
+                "(SELECT 1 FROM rollouts r WHERE r.app = q.app AND r.status = 'running')"
+            )
+        return sorted(row[0] for row in rows)
+
+    def claim_owner(self, key):
+        with self._transaction(write=False) as cursor:
+            row = cursor.one("SELECT owner FROM claims WHERE key = ?", (key,))
+        return row[0] if row else None
 
     def update_rollout(self, rollout_id, phase, counts=None, status=None, reason=None):
         with self._transaction() as cursor:

@@ -150,3 +150,11 @@ def verify_announcement(raw_body, headers, secret, public_keys, allowlist, now=N
     manifest = check_schema(body, allowlist)
     check_signature(manifest, body.get("signature"), public_keys)
     return body
+
+
+def announcement_key(raw_body, headers):
+    """One announcement, however many masters hear it: its timestamp and body, hashed. CI's
+    retry of the same request has the same key; a new notify has a new timestamp."""
+    stamp = str(header(headers, "X-Outpost-Timestamp") or "")
+    digest = hashlib.sha256(stamp.encode() + b"." + _as_bytes(raw_body)).hexdigest()
+    return f"announcement:{digest}"

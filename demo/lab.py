@@ -120,12 +120,24 @@ def job_cache_settings(host, port, db, user, password, keep_jobs_seconds=90 * 24
 
 
 def outpost_master_settings(
-    api_port, secret, signing_keys, registry_path, apps, health=None, audit_dir=None
+    api_port,
+    secret,
+    signing_keys,
+    registry_path,
+    apps,
+    health=None,
+    audit_dir=None,
+    masters=None,
+    registry=None,
 ):
     """What outpost adds to a master's configuration: the reactors, the registry's pillar,
-    salt-api's webhook, the heartbeat check on Salt's scheduler, the audit trail, and outpost's
-    own settings."""
+    salt-api's webhook, the heartbeat check and the rollout leases on Salt's scheduler, the audit
+    trail, and outpost's own settings. ``masters`` (``lease``, ``takeover``, ``renew_every``)
+    tunes the rollout leases of several masters; ``registry`` replaces the SQLite registry at
+    ``registry_path`` (``{"driver": "postgres", "dsn": ...}``)."""
     health = health or {}
+    masters = dict(masters or {})
+    renew_every = masters.pop("renew_every", 30)
     audit = audit_settings(audit_dir or pathlib.Path(registry_path).parent / "audit")
     return {
         "event_return": audit.pop("event_return"),
@@ -138,12 +150,14 @@ def outpost_master_settings(
             {"salt/beacon/*/app_health/*": ["salt://reactor/health.sls"]},
             {"salt/beacon/*/tunnel_health/*": ["salt://reactor/health.sls"]},
             {"outpost/client/*/missing": ["salt://reactor/client_missing.sls"]},
+            {"outpost/rollout/*/resume": ["salt://reactor/rollout_resume.sls"]},
         ],
         "schedule": {
             "outpost-heartbeats": {
                 "function": "outpost_health.check_heartbeats",
                 "seconds": health.get("check_every", 60),
-            }
+            },
+            "outpost-rollouts": {"function": "outpost_release.resume", "seconds": renew_every},
         },
         # The HMAC on every announcement is the webhook's authentication; salt-api listens on
         # loopback here, behind TLS termination in production.
@@ -156,7 +170,8 @@ def outpost_master_settings(
         "outpost": {
             "webhook": {"secret": secret},
             "releases": {"signing_keys": list(signing_keys), "allowlist": ["salt://releases/"]},
-            "registry": {"driver": "sqlite", "path": str(registry_path)},
+            "registry": registry or {"driver": "sqlite", "path": str(registry_path)},
+            "masters": masters,
             "apps": apps,
             "health": {key: value for key, value in health.items() if key != "check_every"},
             **audit,

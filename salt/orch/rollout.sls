@@ -1,12 +1,15 @@
 {#- One rollout, started by the outpost_release runner with pillar outpost_rollout:id.
     Batches come from the master's outpost configuration, never from the request:
     promote (the registry names the release in the clients' pillar), apply, health gate.
-    Any failure halts the rollout, and the clients it moved go back to their previous release. -#}
+    Any failure halts the rollout, and the clients it moved go back to their previous release.
+    A master that took the rollout over starts at plan.start: the first batch not yet through
+    its gate. -#}
 {%- set rollout_id = pillar["outpost_rollout"]["id"] | int %}
 {%- set plan = salt["saltutil.runner"]("outpost_release.plan_rollout", rollout_id=rollout_id) %}
 {%- set steps = [] %}
-{%- for batch in plan.batches %}
-{%-   set index = loop.index0 %}
+{%- set start = plan.get("start", 0) | int %}
+{%- for batch in plan.batches[start:] %}
+{%-   set index = start + loop.index0 %}
 
 outpost-orch-rollout-batch-{{ index }}-promote:
   salt.runner:
