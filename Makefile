@@ -19,8 +19,9 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Two workers, a test module each: most of a module's time is daemons waiting on each other.
 test: setup postgres chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The registry tests run a real PostgreSQL server; a machine without one gets Debian's package.
 postgres:

@@ -6,11 +6,30 @@ import uuid
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from demo.supervisor import Supervisord
+from tests.conftest import client_overrides, free_port, sync_client
 from tests.support.cloudflared import VERSIONS, make_token, publish_standin
 from tests.support.states import healthz
 
 pytestmark = pytest.mark.slow
+
+
+CLIENT = "client-f"
+
+
+@pytest.fixture(scope="module")
+def formula_client(salt_master, short_root):
+    """A client no rollout or exposure names, so its highstate is this pillar's alone."""
+    supervisor = Supervisord(short_root / "sv-f").start()
+    factory = salt_master.salt_minion_daemon(
+        CLIENT, overrides=client_overrides(short_root / "outpost-f", supervisor)
+    )
+    try:
+        with factory.started():
+            sync_client(factory)
+            yield factory
+    finally:
+        supervisor.stop()
 
 
 def highstate(salt_call, test=False):
@@ -24,14 +43,15 @@ def changed(results):
 
 
 def test_highstate_converges_the_pillar_apps(
-    salt_call, pillar_tree, hello_releases, app_settings, outpost_root, ext_tree, short_root
+    formula_client, pillar_tree, hello_releases, app_settings, ext_tree, short_root
 ):
+    salt_call = formula_client.salt_call_cli(timeout=120)
     release = hello_releases["1.1.0"]
     connector = publish_standin(ext_tree, "cloudflared-f", free_port(), short_root / "none.json")
     connector = connector[VERSIONS[0]]
     pillar = {
         "outpost": {
-            "root": str(outpost_root),
+            "root": str(short_root / "outpost-f"),
             "apps": {
                 "formula": {
                     "version": "1.1.0",
@@ -60,7 +80,7 @@ def test_highstate_converges_the_pillar_apps(
     pillar["outpost"]["apps"]["formula"]["source"] = release["source"]
     top_before = (pillar_tree / "top.sls").read_text()
     (pillar_tree / "outpost.sls").write_text(yaml.safe_dump(pillar))
-    (pillar_tree / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["outpost"]}}))
+    (pillar_tree / "top.sls").write_text(yaml.safe_dump({"base": {CLIENT: ["outpost"]}}))
     salt_call.run("saltutil.refresh_pillar", "wait=True")
 
     try:
