@@ -260,6 +260,18 @@ def _phase_summary(data):
     return summary or None
 
 
+FORGED = "forged outpost event from a minion"
+
+
+def record_from_forged_event(tag, data, why):
+    """A security record of an ``outpost/*`` event that outpost's master did not sign: a minion
+    sent it. It is never recorded as the decision it pretends to be."""
+    record = _blank("security", tag, data)
+    sender = data.get("id")
+    record.update(function=FORGED, reason=why, minion=sender if isinstance(sender, str) else None)
+    return record
+
+
 def record_from_security(tag, data):
     """A record of a refused minion key or a key change: ``salt/auth`` and ``salt/key``."""
     record = _blank("security" if tag == "salt/auth" else "config", tag, data)
