@@ -4,6 +4,7 @@ report refuses (or marks TAMPERED) a trail that does not verify and escapes ever
 and the CLI's trail code comes from the installed package only, never from extmods.
 """
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import outpost_audit
 from outpost import trail as package_trail
 from outpost.cli import main
+from tests.conftest import REPO
 from tests.unit.test_audit_trail import job_event, story
 
 MARKUP = '1"><img src=x onerror=alert(1)>'
@@ -172,3 +174,19 @@ def test_the_cli_has_no_option_to_load_trail_code_from_a_folder(capsys):
     with pytest.raises(SystemExit):
         main(["audit", "verify", "--utils", "/var/cache/salt/master/extmods/utils"])
     assert "unrecognized arguments: --utils" in capsys.readouterr().err
+
+
+def test_the_runners_report_on_a_doctored_trail_carries_the_banner(trail, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "outpost_audit_runner", REPO / "_runners" / "outpost_audit.py"
+    )
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    runner.__opts__ = {
+        "cachedir": str(tmp_path / "cache"),
+        "log_file": str(tmp_path / "master.log"),
+        "outpost": {"audit": {"trail": str(trail)}},
+    }
+    assert "TAMPERED" not in runner.report()
+    rewrite_record(trail, 2, reason="nothing happened here")
+    assert runner.report().startswith("TAMPERED: the audit trail does not verify")
