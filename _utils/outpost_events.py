@@ -10,7 +10,6 @@ returner keeps an ``outpost/*`` event as a decision only when ``verified`` says 
 The key is read once per process and never logged, nor put in an event or a return.
 """
 
-import functools
 import hashlib
 import hmac
 import json
@@ -25,6 +24,7 @@ SIGNATURE = "_outpost_sig"
 # Added by Salt's event bus after signing, so never covered.
 UNSIGNED_FIELDS = {SIGNATURE, "_stamp"}
 KEY_CONTEXT = b"outpost events v1\0"
+_KEYS = {}
 
 
 def fire(opts, tag, data):
@@ -65,11 +65,13 @@ def _digest(key, tag, data):
     return hmac.new(key, canonical(tag, data), hashlib.sha256).hexdigest()
 
 
-@functools.lru_cache(maxsize=4)
 def _key(pki_dir):
-    try:
-        with open(os.path.join(pki_dir, "master.pem"), "rb") as pem:
-            return hashlib.sha256(KEY_CONTEXT + pem.read()).digest()
-    except OSError as err:
-        log.error("outpost events: cannot read the master key in %s: %s", pki_dir, err.strerror)
-        return None
+    """The signing key, read once per process; a failed read is tried again next time."""
+    if pki_dir not in _KEYS:
+        try:
+            with open(os.path.join(pki_dir, "master.pem"), "rb") as pem:
+                _KEYS[pki_dir] = hashlib.sha256(KEY_CONTEXT + pem.read()).digest()
+        except OSError as err:
+            log.error("outpost events: cannot read the master key in %s: %s", pki_dir, err)
+            return None
+    return _KEYS[pki_dir]

@@ -25,7 +25,7 @@ def opts(tmp_path):
     pki = tmp_path / "pki"
     pki.mkdir()
     (pki / "master.pem").write_text(KEY_TEXT)
-    outpost_events._key.cache_clear()
+    outpost_events._KEYS.clear()
     return {
         "__role": "master",
         "pki_dir": str(pki),
