@@ -18,6 +18,8 @@ writer, so the chain stays linear. Master configuration::
         trail: /var/lib/outpost/audit/trail.jsonl
         security_log: /var/log/outpost/security.jsonl
 
+An ``outpost/*`` event is a decision only when outpost's master signed it (``outpost_events``):
+any other is a minion's forgery, kept as a security record "forged outpost event from a minion".
 A job's ``new`` event says who started it and against what; its returns are recorded with that.
 ``saltutil.find_job`` (Salt polling its own jobs) is left out. If the trail cannot be written the
 returner logs at critical and drops the batch: a job never fails for its audit record.
@@ -28,6 +30,7 @@ import fnmatch
 import logging
 
 import outpost_audit
+import outpost_events
 import outpost_logs
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,9 @@ def _record(tag, data):
             return None
         return outpost_audit.record_from_job_return(tag, data, _jobs.get(parts[2]))
     if tag.startswith("outpost/"):
+        if not outpost_events.verified(__opts__, tag, data):
+            why = "bad signature" if outpost_events.SIGNATURE in data else "unsigned"
+            return outpost_audit.record_from_forged_event(tag, data, why)
         return outpost_audit.record_from_event(tag, data)
     if tag == "salt/auth" and data.get("result") is not True:
         return outpost_audit.record_from_security(tag, data)

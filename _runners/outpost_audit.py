@@ -48,7 +48,8 @@ def verify(expect_head=None):
 
 def report(since=None, until=None, client=None, app=None, fmt="text"):
     """
-    The audit report: each client's release timeline, rollbacks with reasons, refused requests.
+    The audit report: each client's release timeline, rollbacks with reasons, refused requests;
+    under a TAMPERED banner when the trail does not verify.
 
     since, until
         ISO 8601 times (UTC unless a zone is given). Default: the whole trail
@@ -64,8 +65,10 @@ def report(since=None, until=None, client=None, app=None, fmt="text"):
         salt-run outpost_audit.report client=client-1 since=2026-12-01
     """
     try:
-        chosen = outpost_audit.select(_records(), since=since, until=until, client=client, app=app)
-        return outpost_audit.render(chosen, fmt)
+        records = _records()
+        problems = outpost_audit.verify(records)["problems"]
+        chosen = outpost_audit.select(records, since=since, until=until, client=client, app=app)
+        return outpost_audit.render(chosen, fmt, problems=problems)
     except outpost_audit.BadTrail as err:
         raise SaltInvocationError(str(err)) from err
     except outpost_audit.TrailUnavailable as err:

@@ -37,8 +37,8 @@ import logging
 import time
 
 import salt.client
-import salt.utils.event
 
+import outpost_events
 import outpost_registry
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ def _registry():
 
 
 def _emit(tag, data):
-    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
-        bus.fire_event(data, tag)
+    outpost_events.fire(__opts__, tag, data)
 
 
 def _local():

@@ -48,9 +48,9 @@ import time
 
 import salt.client
 import salt.key
-import salt.utils.event
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import outpost_events
 import outpost_registry
 import outpost_webhook
 
@@ -123,8 +123,7 @@ def _app_config(app):
 
 
 def _emit(tag, data):
-    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
-        bus.fire_event(data, tag)
+    outpost_events.fire(__opts__, tag, data)
 
 
 def _progress(rollout, phase, details=None, **counts):

@@ -12,9 +12,9 @@ it did: ``outpost/winrm/<minion>/bootstrapped``, ``outpost/winrm/<minion>/recove
 import logging
 import time
 
-import salt.utils.event
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import outpost_events
 import outpost_registry
 import outpost_winrm
 
@@ -32,8 +32,7 @@ def __virtual__():
 
 
 def _emit(tag, data):
-    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
-        bus.fire_event(data, tag)
+    outpost_events.fire(__opts__, tag, data)
 
 
 def _announced(minion_id, what, function, *args):

@@ -70,11 +70,6 @@ def _trail_arguments(parser):
         metavar="FILE",
         help=f"the audit trail (default: {DEFAULT_TRAIL})",
     )
-    parser.add_argument(
-        "--utils",
-        metavar="DIR",
-        help="where outpost_audit.py is (default: this checkout's _utils, then the master's)",
-    )
 
 
 def add_audit_verify(actions):
@@ -93,7 +88,7 @@ def add_audit_verify(actions):
 
 
 def run_audit_verify(args):
-    verdict = verify_trail(args.trail, expect_head=args.expect_head, utils_dir=args.utils)
+    verdict = verify_trail(args.trail, expect_head=args.expect_head)
     for problem in verdict["problems"]:
         print(f"TAMPERED: {problem}")
     state = "ok" if verdict["ok"] else f"{len(verdict['problems'])} problem(s)"
@@ -107,7 +102,9 @@ def add_audit_report(actions):
         help="release timeline per client, rollbacks and refused requests",
         description=(
             "Report on the audit trail: each client's release timeline, rollbacks with their "
-            "reasons, rollout phases and refused requests; CSV has one row per record."
+            "reasons, rollout phases and refused requests; CSV has one row per record. The chain "
+            "is verified first: if it fails, the problems are printed and the exit status is 1 "
+            "(with --allow-unverified the report is still written, under a TAMPERED banner)."
         ),
     )
     _trail_arguments(report)
@@ -117,19 +114,33 @@ def add_audit_report(actions):
     report.add_argument("--app", metavar="APP", help="only this app")
     report.add_argument("--format", choices=FORMATS, default="text")
     report.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    report.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="report even when the chain does not verify (the report says TAMPERED)",
+    )
     report.set_defaults(handler=run_audit_report, parser=report)
 
 
 def run_audit_report(args):
-    text = report_trail(
+    verdict, text = report_trail(
         args.trail,
         fmt=args.format,
         since=args.since,
         until=args.until,
         client=args.client,
         app=args.app,
-        utils_dir=args.utils,
     )
+    if not verdict["ok"]:
+        for problem in verdict["problems"]:
+            print(f"TAMPERED: {problem}", file=sys.stderr)
+        if not args.allow_unverified:
+            print(
+                f"{args.trail}: the chain does not verify; no report (--allow-unverified to "
+                "write it anyway, marked TAMPERED)",
+                file=sys.stderr,
+            )
+            return 1
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:
             out.write(text)

@@ -126,3 +126,33 @@ def test_with_the_trail_store_down_jobs_still_succeed_and_the_outage_is_logged(
     assert ret.returncode == 0, ret
     wait_for_record(audit_dir, lambda entry: entry["arguments"] == ["after-the-outage"])
     assert outpost_audit.verify(trail_records(audit_dir))["ok"]
+
+
+def test_a_minions_forged_outpost_event_is_a_security_record_and_the_masters_is_a_decision(
+    salt_call, salt_master, audit_dir
+):
+    """client-2's event.send outpost/release/hello/6.6.6/succeeded became a trail record."""
+    forged = salt_call.run("event.send", "outpost/release/hello/6.6.6/succeeded", rollout=1)
+    assert forged.returncode == 0, forged
+    refused = salt_master.salt_run_cli(timeout=60).run(
+        "outpost_release.receive", body="{}", headers="{}", run=False
+    )
+    assert refused.returncode == 0, refused
+
+    (record,) = wait_for_record(
+        audit_dir, lambda entry: entry["tag"] == "outpost/release/hello/6.6.6/succeeded"
+    )
+    assert (record["kind"], record["function"]) == (
+        "security",
+        "forged outpost event from a minion",
+    )
+    assert record["release"] is None
+    signed = wait_for_record(
+        audit_dir,
+        lambda entry: (
+            entry["tag"] == "outpost/security/release-refused"
+            and entry["function"] != "forged outpost event from a minion"
+        ),
+    )
+    assert signed[-1]["reason"]
+    assert outpost_audit.verify(trail_records(audit_dir))["ok"]

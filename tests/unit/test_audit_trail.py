@@ -169,7 +169,7 @@ def test_a_line_that_is_not_json_is_named(trail):
     text = lines(trail)
     text[1] = text[1][:-5]
     trail.write_text("\n".join(text) + "\n")
-    assert problems(trail) == ["line 2: not a JSON record (changed)"]
+    assert problems(trail) == ["line 2: malformed: not JSON (changed)"]
 
 
 def test_a_cut_off_end_shows_against_the_head_noted_earlier(trail):
