@@ -14,6 +14,11 @@ At most one remediation runs per client and app (claimed in the registry, so sev
 once); repeats of the same event while it runs are merged: logged, announced, not acted on. A
 client gets at most ``max_actions`` actions per window; past that, only alerts.
 
+Beacon events are untrusted: a minion chooses their tag and data, so it could name another
+client. The client in a tag must be one plain minion id, every call targets it as a list, and
+before a restart or rollback the runner asks the client itself for its health: a healthy client
+is left alone (decision ``not-confirmed``).
+
 Every decision is an event ``outpost/remediation/<client>/<app>/<decision>`` with its reason;
 alerts also go to ``outpost/alert/<client>/<app>``. Lost heartbeats raise
 ``outpost/client/<client>/missing`` once (``check_heartbeats``, on the master's schedule).
@@ -39,6 +44,7 @@ import time
 import salt.client
 
 import outpost_events
+import outpost_ids
 import outpost_registry
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,9 @@ TUNNEL = "cloudflared"
 # What is tried, in order, before a person is alerted.
 APP_STEPS = ("restart", "rollback")
 TUNNEL_STEPS = ("restart",)
+# The longest remediation: confirm, restart, a last check after settling, status, rollback.
+CALLS = 5
+MARGIN = 60
 
 
 def __virtual__():
@@ -101,6 +110,9 @@ def handle(tag, data):
     if len(parts) < 5 or parts[:2] != ["salt", "beacon"]:
         return {"ignored": f"not a beacon event: {tag}"}
     client = parts[2]
+    if not outpost_ids.is_minion_id(client):
+        log.warning("ignored %s: %r is not one plain minion id", tag, client)
+        return {"ignored": f"not one plain minion id: {client!r}"}
     payload = data.get("data", data) if isinstance(data, dict) else {}
     if parts[3] == "tunnel_health":
         return _tunnel_event(client, parts[4], payload)
@@ -145,6 +157,8 @@ def _tunnel_event(client, status, payload):
 
 def heartbeat(client, apps):
     """Record that a client is alive; a client that was missing is announced as back."""
+    # Salt does not authenticate event data on the minion's events path: any minion can forge
+    # another's heartbeat and keep a dead client looking alive. Actions confirm with the client.
     was_missing = _registry().record_heartbeat(client, apps, time.time())
     if was_missing:
         log.info("client %s is back after missing heartbeats", client)
@@ -184,8 +198,9 @@ def remediate(client, app, reason):
 
         salt-run outpost_health.remediate client-1 hello reason="health check failed"
     """
+    outpost_ids.check_minion_id(client)
     registry = _registry()
-    claimed = registry.claim_remediation(client, app)
+    claimed = registry.claim_remediation(client, app, abandon_after=_abandon_after())
     if claimed is None:
         log.info("merged a repeat of %s unhealthy on %s: a remediation is under way", app, client)
         _decided(client, app, "merged", "a remediation of this app is already under way")
@@ -194,11 +209,35 @@ def remediate(client, app, reason):
     decision, why = _decide(registry, client, app, reason)
     result = "not attempted"
     try:
-        decision, why, result = _carry_out(registry, client, app, decision, why)
+        healthy = _confirmed_healthy(client, app)
+        if healthy:
+            decision, why, result = "not-confirmed", f"reported {reason!r}", healthy
+            log.warning("%s on %s was reported unhealthy but answers healthy", app, client)
+        else:
+            decision, why, result = _carry_out(registry, client, app, decision, why)
     finally:
         registry.finish_remediation(claimed, decision, why, result)
     _decided(client, app, decision, why, result=result)
     return {"decision": decision, "reason": why, "result": result}
+
+
+def _abandon_after():
+    """A remediation claim older than this was left by a master that stopped mid-way. The longest
+    remediation makes ``CALLS`` client calls of at most ``action_timeout`` and settles once."""
+    settings = _settings()
+    return CALLS * float(settings["action_timeout"]) + float(settings["settle"]) + MARGIN
+
+
+def _confirmed_healthy(client, app):
+    """The client's own word that the app (or connector) is healthy, or None: the event that
+    started the remediation may come from another minion."""
+    if app == TUNNEL:
+        health = _call(client, "cloudflared.check_ready")
+    else:
+        health = _call(client, "shiv_app.check_health", app, timeout=2, retries=1)
+    if isinstance(health, dict) and health.get("healthy"):
+        return "the client answers healthy"
+    return None
 
 
 def _decide(registry, client, app, reason):
@@ -286,9 +325,10 @@ def _went_live_recently(live_since):
 def _call(client, function, *args, **kwargs):
     """One function on one client; a missing answer comes back as a sentence."""
     answers = _local().cmd(
-        client,
+        [client],
         function,
         list(args),
+        tgt_type="list",
         timeout=int(_settings()["action_timeout"]),
         full_return=True,
         kwarg=kwargs,

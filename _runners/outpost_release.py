@@ -51,6 +51,7 @@ import salt.key
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import outpost_events
+import outpost_ids
 import outpost_registry
 import outpost_webhook
 
@@ -192,7 +193,10 @@ def receive(body, headers, run=True):
         owner = _registry().claim_owner(key)
         log.info("release %s %s: this announcement is already taken by %s", app, version, owner)
         return {"accepted": True, "duplicate": True, "taken_by": owner}
-    rollout_id, status = _registry().claim_rollout(app, version, owner=_me(), lease=_lease())
+    try:
+        rollout_id, status = _registry().claim_rollout(app, version, owner=_me(), lease=_lease())
+    except outpost_registry.StaleRelease as err:
+        return _refuse(str(err))
     log.info("release %s %s accepted; rollout %s is %s", app, version, rollout_id, status)
     if status == "duplicate":
         return {"accepted": True, "rollout": rollout_id, "status": status}
@@ -212,7 +216,7 @@ def _refuse(reason):
 CONVERGE_CLAIM_SECONDS = 30
 
 
-def converge(client):
+def converge(client, tag=None):
     """
     Converge a client that (re)connected to the releases the registry names for it: a
     ``state.apply outpost.apps`` job, queued behind any running one. The
@@ -220,7 +224,11 @@ def converge(client):
     in the registry runs it.
 
     client
-        The minion id.
+        The minion id: one plain id, never a target expression.
+
+    tag
+        The start event's tag, which the reactor passes on; a tag naming another minion than
+        ``client`` is ignored. Default: None
 
     CLI Example:
 
@@ -228,14 +236,18 @@ def converge(client):
 
         salt-run outpost_release.converge client-2
     """
-    client = str(client)
-    if not client or any(char in client for char in "*?[],"):
-        raise SaltInvocationError(f"client: {client!r} is not one minion id")
+    outpost_ids.check_minion_id(client)
+    if tag is not None and str(tag) != f"salt/minion/{client}/start":
+        # A minion may fire any salt/minion/<id>/start with any data: act on its own id only.
+        log.warning("ignored a start event %s naming another client, %r", tag, client)
+        return {"ignored": f"{tag} does not name {client!r}"}
     key = f"converge:{client}"
     if not _registry().claim(key, _me(), CONVERGE_CLAIM_SECONDS):
         log.debug("%s's start is converged by %s", client, _registry().claim_owner(key))
         return {"converged_by": _registry().claim_owner(key)}
-    jid = _local().cmd_async(client, "state.apply", ["outpost.apps"], kwarg={"queue": True})
+    jid = _local().cmd_async(
+        [client], "state.apply", ["outpost.apps"], tgt_type="list", kwarg={"queue": True}
+    )
     log.info("converging %s after its start: job %s", client, jid)
     return {"converged_by": _me(), "jid": jid}
 

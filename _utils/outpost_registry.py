@@ -68,8 +68,32 @@ class RegistryError(CommandExecutionError):
     """The registry could not be read or written."""
 
 
+class StaleRelease(RegistryError):
+    """An announced version is not newer than the app's newest succeeded, running or queued one."""
+
+
+def version_key(version):
+    """Semantic version precedence: numbers compare as numbers, a pre-release sorts before its
+    release, build metadata is ignored."""
+    core, _, pre = str(version).split("+", 1)[0].partition("-")
+    numbers = tuple(int(part) for part in core.split("."))
+    if not pre:
+        return numbers, (1,)
+    identifiers = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split(".")
+    )
+    return numbers, (0, identifiers)
+
+
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _older_than(started_iso, seconds):
+    if seconds is None:
+        return False
+    moment = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return started_iso < moment.isoformat(timespec="milliseconds")
 
 
 class Registry:
@@ -282,8 +306,10 @@ class Registry:
         A newer release supersedes an older queued one, also when nothing runs at the moment (the
         last rollout ended and ``promote_queued`` is yet to come): only the newest waits or runs.
         The same release announced again while it runs or waits is that rollout (``duplicate``),
-        so two masters that both hear of it start it once. A running rollout gets ``owner``'s
-        lease for ``lease`` seconds (see ``take_over``).
+        so two masters that both hear of it start it once. A version at or below the app's newest
+        succeeded, running or queued one raises ``StaleRelease``: a replayed or re-sent older
+        announcement must not downgrade the clients. A running rollout gets ``owner``'s lease for
+        ``lease`` seconds (see ``take_over``).
         """
         with self._transaction() as cursor:
             same = cursor.one(
@@ -293,6 +319,7 @@ class Registry:
             )
             if same:
                 return same[0], "duplicate"
+            self._refuse_stale(cursor, app, version)
             running = cursor.one(
                 "SELECT id FROM rollouts WHERE app = ? AND status = 'running'", (app,)
             )
@@ -310,6 +337,22 @@ class Registry:
             if status == "running" and owner:
                 self._lease(cursor, rollout_id, owner, lease)
         return rollout_id, status
+
+    @staticmethod
+    def _refuse_stale(cursor, app, version):
+        rows = cursor.all(
+            "SELECT version, status FROM rollouts WHERE app = ? "
+            "AND status IN ('succeeded', 'running', 'queued')",
+            (app,),
+        )
+        if not rows:
+            return
+        newest, status = max(rows, key=lambda row: version_key(row[0]))
+        if version_key(version) <= version_key(newest):
+            raise StaleRelease(
+                f"version: {version} of {app} is not newer than {newest} ({status}); "
+                "an older or equal release is never rolled out again"
+            )
 
     def promote_queued(self, app, owner=None, lease=None):
         """After a rollout ends, the newest queued one of the same app runs next."""
@@ -520,14 +563,24 @@ class Registry:
 
     # -- remediations -------------------------------------------------------------------------
 
-    def claim_remediation(self, client, app):
-        """The one remediation of a client's app, or None when another is under way."""
+    def claim_remediation(self, client, app, abandon_after=None):
+        """The one remediation of a client's app, or None when another is under way. A claim
+        older than ``abandon_after`` seconds was left by a master that stopped mid-remediation:
+        it is closed as ``abandoned`` and the new claim taken, so self-healing does not stop."""
         with self._transaction() as cursor:
-            if cursor.one(
-                "SELECT id FROM remediations WHERE client = ? AND app = ? AND status = 'running'",
+            running = cursor.one(
+                "SELECT id, started_at FROM remediations "
+                "WHERE client = ? AND app = ? AND status = 'running'",
                 (client, app),
-            ):
+            )
+            if running and not _older_than(running[1], abandon_after):
                 return None
+            if running:
+                cursor.execute(
+                    "UPDATE remediations SET status = 'done', decision = 'abandoned', reason = ?, "
+                    "result = 'no end recorded', finished_at = ? WHERE id = ?",
+                    (f"no end within {float(abandon_after):g} s", now_iso(), running[0]),
+                )
             return cursor.insert_returning_id(
                 "INSERT INTO remediations (client, app, status, started_at) VALUES (?, ?, ?, ?)",
                 (client, app, "running", now_iso()),

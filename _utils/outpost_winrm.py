@@ -45,10 +45,13 @@ from xml.sax.saxutils import unescape
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import outpost_ids
 import outpost_vault
 
 log = logging.getLogger(__name__)
 
+CONFIRM_TIMEOUT = 5  # seconds a missing client gets to answer test.ping before a recovery
+ABANDON_MARGIN = 60
 CMD_LIMIT = 8191  # cmd.exe refuses longer command lines
 SERVICE = "salt-minion"
 APP = "salt-minion"  # how recoveries are named in the registry's remediations
@@ -402,21 +405,28 @@ def master_public_key(opts):
 # -- waiting for the minion -------------------------------------------------------------------
 
 
-def wait_until_answers(opts, minion_id, timeout):
-    """Poll ``test.ping`` through the master until the minion answers; seconds it took."""
+def answers_ping(opts, minion_id, timeout=3):
+    """True when the minion answers one ``test.ping`` (aimed at it alone) within ``timeout``."""
     import salt.client  # pylint: disable=import-outside-toplevel
     import salt.exceptions  # pylint: disable=import-outside-toplevel
 
-    started = time.monotonic()
     client = salt.client.get_local_client(opts["conf_file"])
+    try:
+        answers = client.cmd(
+            [minion_id], "test.ping", tgt_type="list", timeout=timeout, gather_job_timeout=2
+        )
+    except salt.exceptions.SaltClientError as err:
+        log.debug("test.ping of %s failed: %s", minion_id, err)
+        return False
+    return answers.get(minion_id) is True
+
+
+def wait_until_answers(opts, minion_id, timeout):
+    """Poll ``test.ping`` through the master until the minion answers; seconds it took."""
+    started = time.monotonic()
     while time.monotonic() - started < timeout:
-        try:
-            # Short tries: a ping published before the minion subscribed is lost, not late.
-            answers = client.cmd(minion_id, "test.ping", timeout=3, gather_job_timeout=2)
-        except salt.exceptions.SaltClientError as err:
-            log.debug("test.ping of %s failed: %s", minion_id, err)
-            answers = {}
-        if answers.get(minion_id) is True:
+        # Short tries: a ping published before the minion subscribed is lost, not late.
+        if answers_ping(opts, minion_id):
             return round(time.monotonic() - started, 1)
         time.sleep(1)
     raise WinRMError(f"{minion_id} did not answer test.ping within {timeout:g} s")
@@ -551,11 +561,11 @@ def handle_missing(opts, registry, tag, emit):
     if len(parts) != 4 or parts[:2] != ["outpost", "client"] or parts[3] != "missing":
         return {"ignored": f"not a client-missing event: {tag}"}
     client = parts[2]
-    if not is_winrm_host(opts, client):
+    if not outpost_ids.is_minion_id(client) or not is_winrm_host(opts, client):
         log.debug("%s is missing but is no WinRM host; nothing to recover", client)
         return {"ignored": f"{client} is not a WinRM host"}
 
-    claimed = registry.claim_remediation(client, APP)
+    claimed = registry.claim_remediation(client, APP, abandon_after=_abandon_after(opts, client))
     if claimed is None:
         return _decided(emit, client, "merged", "a recovery of this client is under way")
     interval = float(settings(opts)["recover_interval"])
@@ -572,6 +582,13 @@ def handle_missing(opts, registry, tag, emit):
         registry.finish_remediation(claimed, "throttled", why, None)
         return _decided(emit, client, "throttled", why)
 
+    # Any minion can fire this event for any host (Salt does not check who sends event data):
+    # a client that answers is not missing, whatever the event says.
+    if answers_ping(opts, client, timeout=CONFIRM_TIMEOUT):
+        why = "the event said missing, but the client answers test.ping"
+        registry.finish_remediation(claimed, "not-confirmed", why, None)
+        return _decided(emit, client, "not-confirmed", why)
+
     why, decision = "no heartbeat: restarting salt-minion over WinRM", "recover"
     try:
         done = recover(opts, client)
@@ -581,6 +598,14 @@ def handle_missing(opts, registry, tag, emit):
         emit(f"outpost/alert/{client}/{APP}", {"reason": result, "time": time.time()})
     registry.finish_remediation(claimed, "recover", why, result)
     return _decided(emit, client, decision, why, result)
+
+
+def _abandon_after(opts, client):
+    """A recovery claim older than this was left by a master that stopped mid-way: a ping, a few
+    WinRM calls of at most ``read_timeout`` each, then ``answer_timeout`` for the minion."""
+    config, host = settings(opts), host_settings(opts, client)
+    calls = 4 * float(host.get("read_timeout", config["read_timeout"]))
+    return CONFIRM_TIMEOUT + calls + float(config["answer_timeout"]) + ABANDON_MARGIN
 
 
 def _decided(emit, client, decision, reason, result=None):

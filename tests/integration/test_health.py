@@ -160,6 +160,30 @@ def test_identical_events_at_once_make_one_remediation(
     assert len([d for d in made if d != "merged"]) == 1
 
 
+def test_forged_unhealthy_events_for_every_client_or_a_healthy_one_do_nothing(
+    healer, published, event_listener, salt_master
+):
+    """From a client, `event.send salt/beacon/*/app_health/hello/unhealthy` made the master
+    restart the app on every client; a forged event for a healthy client restarted it too."""
+    app, port = "forged", free_port()
+    assert install(healer, app, published["1.0.0"], port)["result"] is True
+    pid = healer.salt_call_cli().run("shiv_app.get_status", app).data["pid"]
+    start = time.time()
+
+    caller = healer.salt_call_cli(timeout=60)
+    for client in ("*", CLIENT):
+        sent = caller.run("event.send", f"salt/beacon/{client}/app_health/{app}/unhealthy")
+        assert sent.data is True
+
+    assert wait_for(lambda: decisions(event_listener, salt_master, app, start), 90)
+    assert decisions(event_listener, salt_master, app, start) == ["not-confirmed"]
+    forged = event_listener.get_events(
+        [(salt_master.id, f"outpost/remediation/[*]/{app}/*")], after_time=start
+    )
+    assert not forged
+    assert healer.salt_call_cli().run("shiv_app.get_status", app).data["pid"] == pid
+
+
 def test_a_flapping_app_gets_bounded_actions_then_an_alert(
     healer, published, event_listener, salt_master
 ):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import outpost_registry
-from outpost_registry import Registry, RegistryError
+from outpost_registry import Registry, RegistryError, StaleRelease
 
 APP = "hello"
 SOURCE = "salt://releases/hello/{version}/hello.pyz"
@@ -289,16 +289,21 @@ def test_the_database_refuses_a_second_running_rollout_of_an_app(registry):
 def test_masters_claiming_at_once_start_exactly_one_rollout(open_registry):
     """On PostgreSQL, masters claiming together each saw no running rollout: all but one failed on
     the unique index instead of queueing, or two queued releases both kept waiting."""
-    claims = on_every_master(
-        open_registry,
-        lambda registry, index: registry.claim_rollout(APP, f"1.{index}.0"),
-    )
+    claims = on_every_master(open_registry, lambda registry, index: claim_or_stale(registry, index))
 
     assert [status for _, status in claims].count("running") == 1
     found = statuses(open_registry())
     assert list(found.values()).count("running") == 1
-    assert list(found.values()).count("queued") == 1
-    assert len(found) == MASTERS
+    assert list(found.values()).count("queued") <= 1
+    # A version lower than one already running or queued is refused, not recorded.
+    assert len(found) == MASTERS - [status for _, status in claims].count("stale")
+
+
+def claim_or_stale(registry, index):
+    try:
+        return registry.claim_rollout(APP, f"1.{index}.0")
+    except outpost_registry.StaleRelease:
+        return None, "stale"
 
 
 def test_masters_promoting_at_once_run_the_queued_rollout_once(open_registry):
@@ -455,3 +460,111 @@ def test_registry_error_is_a_salt_command_error():
     from salt.exceptions import CommandExecutionError
 
     assert issubclass(outpost_registry.RegistryError, CommandExecutionError)
+
+
+# -- versions only go forward ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("older", ["1.0.0", "1.1.0", "1.2.1", "1.3.0-rc.1", "1.3.0+build.7"])
+def test_an_older_release_never_supersedes_a_newer_queued_one(registry, older):
+    """With 1.2.0 running and 1.3.0 queued, a replayed older announcement superseded 1.3.0 and
+    queued a downgrade."""
+    done, _ = registry.claim_rollout(APP, "1.1.0")
+    registry.update_rollout(done, "succeeded", status="succeeded")
+    running, _ = registry.claim_rollout(APP, "1.2.0")
+    queued, _ = registry.claim_rollout(APP, "1.3.0")
+
+    with pytest.raises(StaleRelease, match=r"version: .* is not newer than 1\.3\.0 \(queued\)"):
+        registry.claim_rollout(APP, older)
+
+    assert statuses(registry) == {done: "succeeded", running: "running", queued: "queued"}
+
+
+def test_an_exact_replay_of_a_running_or_queued_release_is_a_duplicate(registry):
+    """A replayed announcement of the release that runs or waits must be that same rollout."""
+    running, _ = registry.claim_rollout(APP, "1.2.0")
+    queued, _ = registry.claim_rollout(APP, "1.3.0")
+
+    assert registry.claim_rollout(APP, "1.2.0") == (running, "duplicate")
+    assert registry.claim_rollout(APP, "1.3.0") == (queued, "duplicate")
+    assert statuses(registry) == {running: "running", queued: "queued"}
+
+
+def test_a_release_at_or_below_the_newest_succeeded_one_is_refused(registry):
+    """After 1.2.0 succeeded, a re-sent 1.1.0 (or 1.2.0) announcement started a downgrade."""
+    done, _ = registry.claim_rollout(APP, "1.2.0")
+    registry.update_rollout(done, "succeeded", status="succeeded")
+
+    for version in ("1.1.0", "1.2.0", "1.2.0-rc.2"):
+        with pytest.raises(StaleRelease, match=f"version: {version} of hello .* 1.2.0 .succeeded"):
+            registry.claim_rollout(APP, version)
+    assert registry.claim_rollout(APP, "1.10.0")[1] == "running"
+
+
+def test_a_halted_release_does_not_block_a_newer_or_a_retried_one(registry):
+    halted, _ = registry.claim_rollout(APP, "2.0.0")
+    registry.update_rollout(halted, "halted", status="halted")
+
+    assert registry.claim_rollout(APP, "2.0.0")[1] == "running"
+
+
+def test_version_key_follows_semantic_version_precedence():
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.9.0",
+        "1.10.0",
+        "2.0.0",
+    ]
+    assert sorted(reversed(ordered), key=outpost_registry.version_key) == ordered
+    assert outpost_registry.version_key("1.0.0+b1") == outpost_registry.version_key("1.0.0")
+
+
+# -- remediation claims ---------------------------------------------------------------------
+
+
+def age_claims(registry, seconds):
+    """Backdate every running remediation, as if its master had stopped ``seconds`` ago."""
+    moment = time.time() - seconds
+    stamp = outpost_registry.datetime.datetime.fromtimestamp(
+        moment, outpost_registry.datetime.timezone.utc
+    ).isoformat(timespec="milliseconds")
+    with registry._transaction() as cursor:
+        cursor.execute("UPDATE remediations SET started_at = ? WHERE status = 'running'", (stamp,))
+
+
+def test_a_running_remediation_merges_repeats(registry):
+    claimed = registry.claim_remediation("client-1", APP, abandon_after=300)
+
+    assert claimed is not None
+    assert registry.claim_remediation("client-1", APP, abandon_after=300) is None
+    assert registry.claim_remediation("client-2", APP, abandon_after=300) is not None
+
+
+def test_a_claim_left_by_a_stopped_master_is_abandoned_and_taken_again(registry):
+    """A master restarted mid-remediation left its claim running for ever: every later
+    unhealthy event was merged and self-healing of that app stopped for good."""
+    left = registry.claim_remediation("client-1", APP, abandon_after=300)
+    age_claims(registry, 299)
+    assert registry.claim_remediation("client-1", APP, abandon_after=300) is None
+
+    age_claims(registry, 301)
+    taken = registry.claim_remediation("client-1", APP, abandon_after=300)
+
+    assert taken not in (None, left)
+    (abandoned,) = registry.remediations("client-1", "1970-01-01")
+    assert abandoned["id"] == left
+    assert abandoned["decision"] == "abandoned"
+    assert "300 s" in abandoned["reason"]
+    assert registry.claim_remediation("client-1", APP, abandon_after=300) is None
+    registry.finish_remediation(taken, "restart", "unhealthy", "restarted, healthy")
+    assert [entry["decision"] for entry in registry.remediations("client-1", "1970-01-01")] == [
+        "abandoned",
+        "restart",
+    ]

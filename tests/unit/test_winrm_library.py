@@ -9,6 +9,9 @@ import outpost_registry
 import outpost_vault
 import outpost_winrm
 
+# The real test.ping, before the reactor tests' fixture stands in for it.
+ANSWERS_PING = outpost_winrm.answers_ping
+
 
 def opts_with(host, **winrm):
     return {"outpost": {"winrm": dict(winrm, hosts={"win-1": host})}}
@@ -178,6 +181,13 @@ def registry(tmp_path):
     return outpost_registry.Registry(path=str(tmp_path / "registry.sqlite"))
 
 
+@pytest.fixture(autouse=True)
+def silent(request):
+    """The missing client does not answer test.ping (unless a test says otherwise)."""
+    with mock.patch.object(outpost_winrm, "answers_ping", return_value=False) as ping:
+        yield ping
+
+
 def missing(opts, registry, events, client="win-1"):
     return outpost_winrm.handle_missing(
         opts, registry, f"outpost/client/{client}/missing", lambda tag, data: events.append(tag)
@@ -230,3 +240,54 @@ def test_clients_that_are_no_winrm_hosts_are_left_alone(registry):
     assert "not a WinRM host" in done["ignored"]
     recover.assert_not_called()
     assert events == []
+
+
+def test_a_client_that_answers_is_not_recovered(registry, silent):
+    """Any minion could fire outpost/client/<host>/missing and have the master restart that
+    host's salt-minion over WinRM."""
+    opts, events = opts_with(HTTPS), []
+    silent.return_value = True
+    with mock.patch.object(outpost_winrm, "recover") as recover:
+        done = missing(opts, registry, events)
+
+    assert done["decision"] == "not-confirmed"
+    recover.assert_not_called()
+    silent.assert_called_once_with(opts, "win-1", timeout=outpost_winrm.CONFIRM_TIMEOUT)
+    assert events == ["outpost/remediation/win-1/salt-minion/not-confirmed"]
+    assert registry.claim_remediation("win-1", "salt-minion") is not None
+
+
+@pytest.mark.parametrize("client", ["*", "win-*", "win-1,win-2"])
+def test_a_missing_event_for_a_target_expression_is_ignored(registry, client):
+    opts = {"outpost": {"winrm": {"hosts": {client: HTTPS}}}}
+    with mock.patch.object(outpost_winrm, "recover") as recover:
+        done = missing(opts, registry, [], client=client)
+    assert "ignored" in done
+    recover.assert_not_called()
+
+
+def test_a_recovery_claim_left_by_a_stopped_master_is_taken_again(registry):
+    """A master stopped mid-recovery left its claim running: every later missing event of that
+    host was merged and it was never recovered again."""
+    opts, events = opts_with(HTTPS, answer_timeout=0, read_timeout=0), []
+    registry.claim_remediation("win-1", "salt-minion")
+    with (
+        mock.patch.object(outpost_winrm, "ABANDON_MARGIN", 0),
+        mock.patch.object(outpost_winrm, "CONFIRM_TIMEOUT", 0),
+        mock.patch.object(
+            outpost_winrm, "recover", return_value={"answered_after": 1, "state_before": "STOPPED"}
+        ),
+    ):
+        done = missing(opts, registry, events)
+    assert done["decision"] == "recover"
+    decisions = [entry["decision"] for entry in registry.remediations("win-1", "1970-01-01")]
+    assert decisions == ["abandoned", "recover"]
+
+
+def test_the_ping_targets_the_one_client_as_a_list():
+    local = mock.Mock()
+    local.cmd.return_value = {"win-1": True}
+    with mock.patch("salt.client.get_local_client", return_value=local):
+        assert ANSWERS_PING({"conf_file": "/dev/null"}, "win-1") is True
+    assert local.cmd.call_args.args[0] == ["win-1"]
+    assert local.cmd.call_args.kwargs["tgt_type"] == "list"

@@ -1,0 +1,138 @@
+"""
+The ``outpost_health`` runner with a mocked LocalClient: beacon events are untrusted, so a client
+named in a tag must be one plain minion id, every call targets it as a list, and nothing is
+restarted or rolled back unless the client itself says it is unhealthy.
+"""
+
+import importlib.util
+from unittest import mock
+
+import pytest
+import salt.client
+from salt.exceptions import SaltInvocationError
+
+import outpost_registry
+from tests.conftest import REPO
+
+UNHEALTHY = {"healthy": False, "reason": "HTTP 503"}
+HEALTHY = {"healthy": True, "reason": "HTTP 200"}
+
+
+@pytest.fixture
+def runner(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "outpost_health_runner", REPO / "_runners" / "outpost_health.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__opts__ = {
+        "id": "master-1",
+        "cachedir": str(tmp_path),
+        "outpost": {"health": {"settle": 0, "max_actions": 3}},
+    }
+    module.emitted = []
+    module._emit = lambda tag, data: module.emitted.append(tag)
+    module.local = mock.create_autospec(salt.client.LocalClient, instance=True)
+    module._local = lambda: module.local
+    return module
+
+
+def answer(runner, **by_function):
+    """The client answers each function with the given return."""
+
+    def cmd(tgt, fun, arg=(), tgt_type="glob", **kwargs):
+        assert tgt_type == "list", tgt_type
+        assert isinstance(tgt, list), tgt
+        return {minion: {"ret": by_function[fun], "retcode": 0} for minion in tgt}
+
+    runner.local.cmd.side_effect = cmd
+
+
+def called(runner):
+    return [call.args[1] for call in runner.local.cmd.call_args_list]
+
+
+def unhealthy_event(runner, client, app="hello", sent=1.0):
+    tag = f"salt/beacon/{client}/app_health/{app}/unhealthy"
+    return runner.handle(tag, {"data": {"reason": "told so", "time": sent}})
+
+
+@pytest.mark.parametrize("client", ["*", "client-*", "client-1,client-2", "E@.*", "a b", ""])
+def test_a_forged_event_for_a_target_expression_is_ignored(runner, client):
+    """client-2 fired salt/beacon/*/app_health/hello/unhealthy and the master restarted the app
+    on every client, recording a remediation for client '*'."""
+    done = unhealthy_event(runner, client)
+
+    assert "not one plain minion id" in done["ignored"]
+    runner.local.cmd.assert_not_called()
+    assert runner.emitted == []
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    assert registry.remediations(client, "1970-01-01") == []
+
+
+def test_a_forged_heartbeat_for_a_target_expression_is_ignored(runner):
+    done = runner.handle("salt/beacon/*/app_health/heartbeat", {"apps": {}})
+
+    assert "ignored" in done
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    assert registry.newly_missing(1e12, 1e12) == {}
+
+
+def test_a_healthy_client_reported_unhealthy_is_left_alone(runner):
+    """A forged unhealthy event made the master restart a healthy client's app and use up its
+    max_actions."""
+    answer(runner, **{"shiv_app.check_health": HEALTHY})
+
+    decisions = [unhealthy_event(runner, "client-1", sent=n)["decision"] for n in range(5)]
+
+    assert decisions == ["not-confirmed"] * 5
+    assert set(called(runner)) == {"shiv_app.check_health"}
+    assert runner.emitted[-1] == "outpost/remediation/client-1/hello/not-confirmed"
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    kept = registry.remediations("client-1", "1970-01-01")
+    assert {entry["decision"] for entry in kept} == {"not-confirmed"}
+
+
+def test_an_unhealthy_client_is_restarted_as_a_list_target(runner):
+    answer(
+        runner,
+        **{"shiv_app.check_health": UNHEALTHY, "shiv_app.restart_app": {"restarted": True}},
+    )
+
+    done = runner.remediate("client-1", "hello", "told so")
+
+    assert called(runner)[:2] == ["shiv_app.check_health", "shiv_app.restart_app"]
+    for call in runner.local.cmd.call_args_list:
+        assert call.args[0] == ["client-1"]
+        assert call.kwargs["tgt_type"] == "list"
+    assert done["decision"] in ("restart", "rollback", "alert")
+
+
+def test_a_tunnel_reported_not_ready_but_ready_is_left_alone(runner):
+    answer(runner, **{"cloudflared.check_ready": HEALTHY})
+
+    done = runner.handle(
+        "salt/beacon/client-1/tunnel_health/unhealthy", {"reason": "forged", "time": 2.0}
+    )
+
+    assert done["decision"] == "not-confirmed"
+    assert called(runner) == ["cloudflared.check_ready"]
+
+
+def test_remediate_refuses_a_target_expression(runner):
+    with pytest.raises(SaltInvocationError, match="client: '\\*' is not one plain minion id"):
+        runner.remediate("*", "hello", "told so")
+    runner.local.cmd.assert_not_called()
+
+
+def test_a_claim_left_by_a_stopped_master_does_not_stop_self_healing(runner):
+    """After a master restart mid-remediation every later unhealthy event was merged for ever."""
+    answer(runner, **{"shiv_app.check_health": HEALTHY})
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    registry.claim_remediation("client-1", "hello")
+    assert runner.remediate("client-1", "hello", "told so")["decision"] == "merged"
+
+    runner.__opts__["outpost"]["health"].update(action_timeout=0, settle=0)
+    runner.MARGIN = 0
+
+    assert runner.remediate("client-1", "hello", "told so")["decision"] == "not-confirmed"

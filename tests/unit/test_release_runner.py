@@ -1,0 +1,144 @@
+"""
+The ``outpost_release`` runner with a mocked LocalClient and a registry in the test's folder:
+what it does with a client's start event, and with an announcement of an older release.
+"""
+
+import base64
+import importlib.util
+import json
+import time
+from unittest import mock
+
+import pytest
+import salt.client
+from salt.exceptions import SaltInvocationError
+
+import outpost_registry
+import outpost_webhook
+from tests.conftest import REPO, public_key_b64
+
+SECRET = "webhook-secret"
+SHA = "a" * 64
+
+
+@pytest.fixture
+def runner(tmp_path, signing_key):
+    spec = importlib.util.spec_from_file_location(
+        "outpost_release_runner", REPO / "_runners" / "outpost_release.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__opts__ = {
+        "id": "master-1",
+        "cachedir": str(tmp_path),
+        "outpost": {
+            "webhook": {"secret": SECRET},
+            "releases": {
+                "signing_keys": [public_key_b64(signing_key)],
+                "allowlist": ["salt://releases/"],
+            },
+            "apps": {"hello": {"clients": ["client-1"]}},
+        },
+    }
+    module.emitted = []
+    module._emit = lambda tag, data: module.emitted.append((tag, data))
+    module.local = mock.create_autospec(salt.client.LocalClient, instance=True)
+    module.local.cmd_async.return_value = "20261204012345678901"
+    module._local = lambda: module.local
+    return module
+
+
+def announcement(signing_key, version, stamp=None):
+    manifest = {"app": "hello", "version": version, "sha256": SHA, "name": "outpost-hello"}
+    signature = signing_key.sign(outpost_webhook.canonical_manifest(manifest))
+    body = json.dumps(
+        {
+            "manifest": manifest,
+            "signature": base64.b64encode(signature).decode(),
+            "artifact_url": f"salt://releases/hello/outpost-hello-{version}.pyz",
+        }
+    )
+    stamp = int(time.time()) if stamp is None else stamp
+    headers = {
+        "X-Outpost-Timestamp": str(stamp),
+        "X-Outpost-Signature": outpost_webhook.hmac_signature(SECRET, stamp, body),
+    }
+    return body, headers
+
+
+def registry(runner):
+    return outpost_registry.Registry.from_opts(runner.__opts__)
+
+
+# -- start events -------------------------------------------------------------------------------
+
+
+def test_a_start_is_converged_with_a_list_target(runner):
+    done = runner.converge("client-1", tag="salt/minion/client-1/start")
+
+    assert done["jid"] == "20261204012345678901"
+    args, kwargs = runner.local.cmd_async.call_args
+    assert args[:3] == (["client-1"], "state.apply", ["outpost.apps"])
+    assert kwargs["tgt_type"] == "list"
+
+
+def test_a_start_whose_data_names_another_client_is_ignored(runner):
+    """A forged salt/minion/client-9/start with data id '*' made the master state.apply '*'."""
+    done = runner.converge("client-1", tag="salt/minion/client-9/start")
+
+    assert "does not name" in done["ignored"]
+    runner.local.cmd_async.assert_not_called()
+
+
+@pytest.mark.parametrize("client", ["*", "client-*", "client-1,client-2", "G@os:Windows", None])
+def test_a_start_naming_a_target_expression_is_refused(runner, client):
+    with pytest.raises(SaltInvocationError, match="client: .* is not one plain minion id"):
+        runner.converge(client, tag=f"salt/minion/{client}/start")
+    runner.local.cmd_async.assert_not_called()
+
+
+# -- announcements ------------------------------------------------------------------------------
+
+
+def test_an_older_release_announced_again_is_refused(runner, signing_key):
+    """1.1.0 running and 1.2.0 queued, a re-sent 1.1.0 announcement superseded 1.2.0: the
+    clients would have been downgraded."""
+    for version in ("1.1.0", "1.2.0"):
+        assert runner.receive(*announcement(signing_key, version), run=False)["accepted"]
+    running = registry(runner).rollouts("hello")[-1]
+    registry(runner).update_rollout(running["id"], "succeeded", status="succeeded")
+    before = registry(runner).rollouts("hello")
+    runner.emitted.clear()
+
+    done = runner.receive(*announcement(signing_key, "1.0.0", stamp=int(time.time()) - 1))
+
+    assert done["accepted"] is False
+    assert done["reason"].startswith("version: 1.0.0 of hello is not newer than 1.2.0 (queued)")
+    assert [tag for tag, _ in runner.emitted] == ["outpost/security/release-refused"]
+    assert registry(runner).rollouts("hello") == before
+    runner.local.cmd_async.assert_not_called()
+
+
+def test_an_exact_replay_is_a_duplicate_and_starts_nothing(runner, signing_key):
+    """The same signed request sent twice within its 5 minutes must be one rollout."""
+    sent = announcement(signing_key, "1.1.0")
+    first = runner.receive(*sent, run=False)
+    runner.emitted.clear()
+
+    again = runner.receive(*sent, run=False)
+
+    assert first["status"] == "running"
+    assert again["duplicate"] is True
+    assert runner.emitted == []
+    assert len(registry(runner).rollouts("hello")) == 1
+
+
+def test_a_replay_after_its_claim_expired_is_still_one_rollout(runner, signing_key):
+    sent = announcement(signing_key, "1.1.0")
+    first = runner.receive(*sent, run=False)
+    with registry(runner)._transaction() as cursor:
+        cursor.execute("DELETE FROM claims")
+
+    again = runner.receive(*sent, run=False)
+
+    assert again == {"accepted": True, "rollout": first["rollout"], "status": "duplicate"}
