@@ -880,3 +880,24 @@ def test_published_zipapp_is_where_the_formula_fetches_it_by_default(tmp_path, c
     assert out.strip() == default_source
     published = root / default_source.removeprefix("salt://releases/")
     assert published.read_bytes() == (manifest_path.parent / "outpost-hello-1.1.0.pyz").read_bytes()
+
+
+@pytest.mark.parametrize("bad_key", ["not base64!", "QUJD", 7])
+def test_a_malformed_trusted_key_is_refused_naming_the_setting(signed, keys, bad_key):
+    """A malformed outpost:releases:signing_keys entry raised binascii.Error in receive."""
+    body = json.dumps(
+        {
+            "manifest": read_manifest(signed),
+            "signature": signed.with_name(signed.name + ".sig").read_text(encoding="ascii").strip(),
+            "artifact_url": "salt://releases/hello/hello-1.0.0.pyz",
+        }
+    )
+    manifest = json.loads(body)["manifest"]
+    signature = json.loads(body)["signature"]
+
+    with pytest.raises(
+        outpost_webhook.RefusedRelease, match=r"^outpost:releases:signing_keys\[0\]: "
+    ):
+        outpost_webhook.check_signature(manifest, signature, [bad_key, keys[1]])
+    with pytest.raises(outpost_webhook.RefusedRelease, match=r"^outpost:releases:signing_keys: "):
+        outpost_webhook.check_signature(manifest, signature, keys[1])
