@@ -758,7 +758,7 @@ def check_health(name, url=None, expect=None, timeout=2, retries=3):
     settings = releases.settings() or {}
     if not url and "port" not in settings:
         raise SaltInvocationError(f"name: {name} has no live release on this minion; give url")
-    url = url or _health_url(settings)
+    url = outpost_health.validate_url(url) if url else _health_url(settings)
     expect = expect or settings.get("health_expect") or releases.current()
 
     reason = "not checked"
@@ -834,6 +834,8 @@ def read_journal(name, limit=20):
 
         salt '*' shiv_app.read_journal hello limit=5
     """
+    if isinstance(limit, bool) or not str(limit).isdecimal() or int(limit) < 1:
+        raise SaltInvocationError(f"limit: {limit!r} is not a positive whole number")
     return _releases(name).journal(limit=int(limit))
 
 

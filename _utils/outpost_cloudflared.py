@@ -71,6 +71,29 @@ HOSTNAME = re.compile(
 )
 HTTP_STATUS = re.compile(r"http_status:([1-5][0-9][0-9])")
 ORIGIN = re.compile(r"(https?)://127\.0\.0\.1:([0-9]{1,5})/?")
+PORT = re.compile(r"[0-9]{1,5}")
+# Go durations as cloudflared reads them ("30s", "1m30s"); plain integers count as seconds.
+DURATION = re.compile(r"(?:[0-9]{1,6}(?:ns|us|ms|s|m|h))+")
+# originRequest settings that only tune the connection to the loopback origin. Anything else
+# (bastionMode, proxyType, proxyAddress, access...) turns the tunnel into a way elsewhere.
+ORIGIN_REQUEST_KEYS = {
+    "connectTimeout": "duration",
+    "tlsTimeout": "duration",
+    "tcpKeepAlive": "duration",
+    "keepAliveTimeout": "duration",
+    "keepAliveConnections": "count",
+    "noHappyEyeballs": "flag",
+    "disableChunkedEncoding": "flag",
+    "http2Origin": "flag",
+    "httpHostHeader": "hostname",
+    "originServerName": "hostname",
+    # Only false: verification of an https origin must never be switched off.
+    "noTLSVerify": "false",
+}
+# Paths that match every request path: a rule with one is as much a catch-all as one without.
+EVERY_PATH = frozenset(
+    ["^", "^/", "^.*", "^.+", "^/.*", "^/?", "^/?.*", "^.*$", "^.+$", "^/.*$", "^/?.*$", "^.*/"]
+)
 METRICS = re.compile(r"127\.0\.0\.1:([0-9]{1,5})")
 # A secret is only ever reported as changed: never its value, length or digest.
 CHANGED = "changed"
@@ -182,17 +205,17 @@ def validate_ingress(rules, apps=None):
     app (``app: hello``) instead of, or beside, its ``service``. Every error names the rule as
     ``ingress[<index>]``.
     """
-    apps = apps or {}
+    apps = _check_app_ports(apps or {})
     if not isinstance(rules, list) or not rules:
         raise SaltInvocationError("ingress: expected a list of rules ending in a catch-all")
     checked = [_check_rule(index, rule, apps) for index, rule in enumerate(rules)]
 
     last = len(checked) - 1
     for index, rule in enumerate(checked[:last]):
-        if _is_catch_all(rule):
+        if _is_catch_all(rule) or _matches_everything(rule):
             raise SaltInvocationError(
-                f"ingress[{index}]: a catch-all (no hostname, no path) before the last rule "
-                "hides every rule after it"
+                f"ingress[{index}]: a catch-all (no hostname, a path matching every path or "
+                "none) before the last rule hides every rule after it"
             )
     if not _is_catch_all(checked[last]):
         raise SaltInvocationError(
@@ -207,6 +230,59 @@ def validate_ingress(rules, apps=None):
                     f"({_describe_match(checked[earlier])}) matches every request it would"
                 )
     return checked
+
+
+def _check_app_ports(apps):
+    if not isinstance(apps, dict):
+        raise SaltInvocationError("apps: expected a mapping of app name to port")
+    checked = {}
+    for name, port in apps.items():
+        text = str(port)
+        if isinstance(port, bool) or not PORT.fullmatch(text) or not 1 <= int(text) <= 65535:
+            raise SaltInvocationError(
+                f"apps: {name}: port {port!r} is not an integer from 1 to 65535"
+            )
+        checked[name] = int(text)
+    return checked
+
+
+def _check_origin_request(where, options):
+    if not isinstance(options, dict):
+        raise SaltInvocationError(f"{where}: originRequest must be a mapping")
+    for key, value in options.items():
+        kind = ORIGIN_REQUEST_KEYS.get(key)
+        if kind is None:
+            allowed = ", ".join(sorted(ORIGIN_REQUEST_KEYS))
+            raise SaltInvocationError(
+                f"{where}: originRequest.{key} is not allowed; outpost admits only {allowed}"
+            )
+        if not _fits(kind, value):
+            raise SaltInvocationError(
+                f"{where}: originRequest.{key}: {value!r} is not {ORIGIN_REQUEST_KINDS[kind]}"
+            )
+    return dict(options)
+
+
+ORIGIN_REQUEST_KINDS = {
+    "duration": "a duration such as 30s or 1m30s",
+    "count": "a whole number",
+    "flag": "true or false",
+    "hostname": "a host name",
+    "false": "false (outpost never turns TLS verification off)",
+}
+
+
+def _fits(kind, value):
+    if kind == "duration":
+        is_seconds = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return is_seconds or (isinstance(value, str) and bool(DURATION.fullmatch(value)))
+    if kind == "count":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if kind == "flag":
+        return isinstance(value, bool)
+    if kind == "hostname":
+        return isinstance(value, str) and bool(HOSTNAME.fullmatch(value.lower()))
+    return value is False
 
 
 def _check_rule(index, rule, apps):
@@ -231,9 +307,7 @@ def _check_rule(index, rule, apps):
     service = _check_service(where, rule, apps)
     checked["service"] = service
     if "originRequest" in rule:
-        if not isinstance(rule["originRequest"], dict):
-            raise SaltInvocationError(f"{where}: originRequest must be a mapping")
-        checked["originRequest"] = rule["originRequest"]
+        checked["originRequest"] = _check_origin_request(where, rule["originRequest"])
     return checked
 
 
@@ -298,6 +372,14 @@ def _is_catch_all(rule):
     return rule.get("hostname", "*") == "*" and "path" not in rule
 
 
+def _matches_every_path(rule):
+    return "path" not in rule or rule["path"] in EVERY_PATH
+
+
+def _matches_everything(rule):
+    return rule.get("hostname", "*") == "*" and _matches_every_path(rule)
+
+
 def _covers_host(earlier, later):
     """Whether every host ``later`` matches is matched by ``earlier``, as cloudflared matches:
     equal names, or ``*.example.com`` as a suffix of the request's host."""
@@ -310,7 +392,7 @@ def _covers_host(earlier, later):
 
 def _shadows(earlier, later):
     return _covers_host(earlier.get("hostname"), later.get("hostname")) and (
-        "path" not in earlier or earlier["path"] == later.get("path")
+        _matches_every_path(earlier) or earlier["path"] == later.get("path")
     )
 
 

@@ -10,7 +10,10 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+
+from salt.exceptions import SaltInvocationError
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +22,18 @@ FIRST_PAUSE = 0.05
 LONGEST_PAUSE = 0.5
 # Asking the service manager costs a process start; most releases are healthy before this.
 ASK_SERVICE_AFTER = 0.5
+
+
+def validate_url(url, field="url"):
+    """Health checks speak HTTP: file:// and friends would read the minion's own files."""
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:
+        parts = host = None
+    if not parts or parts.scheme not in ("http", "https") or not host:
+        raise SaltInvocationError(f"{field}: {url!r} is not an http:// or https:// URL")
+    return url
 
 
 def probe(url, expect=None, timeout=2.0):

@@ -29,9 +29,16 @@ import zipfile
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+# Dot-separated identifiers after '-' and '+': no empty one, so no trailing '.' and no '..',
+# which Windows would strip or read as a parent folder. Bounded: a version becomes a folder name.
+_IDENTIFIERS = r"(?=[0-9A-Za-z.-]{1,40}(?:\+|\Z))[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
 VERSION = re.compile(
-    r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}"  # bounded: a version becomes a folder name
-    r"(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?"
+    r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}"
+    rf"(?:-{_IDENTIFIERS})?(?:\+(?=[0-9A-Za-z.-]{{1,40}}\Z)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+)
+# Names Windows keeps for devices: a folder called so cannot be made or opened.
+WINDOWS_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10)]
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PYZ_NAME = "app.pyz"
@@ -48,11 +55,19 @@ class HealthError(ReleaseError):
     """A release started but did not pass its health check."""
 
 
-def validate_app_name(name):
+def app_name_problem(name):
+    """Why ``name`` cannot be an app name, or None; the CLI asks the same question."""
     if not isinstance(name, str) or not APP_NAME.fullmatch(name):
-        raise SaltInvocationError(
-            f"name: {name!r} is not an app name (lowercase letter, then up to 39 of a-z 0-9 _ -)"
-        )
+        return "is not an app name (lowercase letter, then up to 39 of a-z 0-9 _ -)"
+    if name in WINDOWS_DEVICE_NAMES:
+        return "is a Windows device name, which cannot name a folder"
+    return None
+
+
+def validate_app_name(name):
+    problem = app_name_problem(name)
+    if problem:
+        raise SaltInvocationError(f"name: {name!r} {problem}")
     return name
 
 

@@ -133,14 +133,31 @@ def check_signature(manifest, signature, public_keys):
     except (binascii.Error, ValueError):
         raise RefusedRelease("signature: not base64") from None
     message = canonical_manifest(manifest)
-    for encoded in public_keys or ():
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded))
+    for key in _trusted_keys(public_keys, Ed25519PublicKey):
         try:
             key.verify(raw_signature, message)
             return
         except InvalidSignature:
             continue
     raise RefusedRelease("signature: no trusted key signed this manifest")
+
+
+def _trusted_keys(public_keys, key_class):
+    """The configured keys, refused by their place in the config when one is malformed."""
+    field = "outpost:releases:signing_keys"
+    if public_keys is None:
+        return []
+    if not isinstance(public_keys, list):
+        raise RefusedRelease(f"{field}: expected a list of base64 Ed25519 public keys")
+    keys = []
+    for index, encoded in enumerate(public_keys):
+        try:
+            keys.append(key_class.from_public_bytes(base64.b64decode(str(encoded), validate=True)))
+        except (binascii.Error, ValueError):
+            raise RefusedRelease(
+                f"{field}[{index}]: not a base64 Ed25519 public key (32 raw bytes)"
+            ) from None
+    return keys
 
 
 def verify_announcement(raw_body, headers, secret, public_keys, allowlist, now=None):

@@ -59,8 +59,9 @@ SALT_ROOT = r"C:\ProgramData\Salt Project\Salt"
 TEMP_ROOT = r"C:\Windows\Temp"
 TRANSPORTS = ("basic", "plaintext", "certificate", "ntlm", "kerberos", "credssp")
 ENCRYPTING_TRANSPORTS = ("ntlm", "kerberos", "credssp")
-MINION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-MASTER = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
+# Used with fullmatch: "$" would also admit a trailing newline.
+MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+MASTER = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
 DEFAULTS = {
     "transport": "ntlm",
     "message_encryption": "auto",
@@ -102,7 +103,7 @@ def settings(opts):
 
 def host_settings(opts, minion_id):
     """One host's settings, the global defaults under its own; bad values name the field."""
-    if not isinstance(minion_id, str) or not MINION_ID.match(minion_id):
+    if not isinstance(minion_id, str) or not MINION_ID.fullmatch(minion_id):
         raise SaltInvocationError(f"minion_id: {minion_id!r} is not a valid minion id")
     config = settings(opts)
     hosts = config.get("hosts") or {}
@@ -173,7 +174,7 @@ def credentials(opts, host):
 
 def master_address(opts):
     master = settings(opts).get("master")
-    if not isinstance(master, str) or not MASTER.match(master):
+    if not isinstance(master, str) or not MASTER.fullmatch(master):
         raise SaltInvocationError(
             f"outpost:winrm:master: {master!r} is not a host name or address (host[:port])"
         )

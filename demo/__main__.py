@@ -147,7 +147,12 @@ def print_audit(lab):
 
 
 def main():
-    work = pathlib.Path(tempfile.mkdtemp(prefix="outpost-demo-"))
+    # The folder holds the demo's private signing key: it goes when the demo ends, however.
+    with tempfile.TemporaryDirectory(prefix="outpost-demo-") as work:
+        return run_demo(pathlib.Path(work))
+
+
+def run_demo(work):
     key, public = make_signing_key(work)
     apps = {APP: {"clients": list(CLIENTS), "canary": 1, "batch": 1, "soak": 0}}
     ports = {client: free_port() for client in CLIENTS}

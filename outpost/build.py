@@ -28,14 +28,13 @@ from packaging.utils import canonicalize_name
 from shiv.constants import SOURCE_DATE_EPOCH_DEFAULT
 
 from outpost.errors import BadArgument, OutpostError
+from outpost.rules import app_name_problem
 
 # outpost never runs a zipapp through its shebang: the client starts it with a pinned interpreter.
 SHEBANG = "/usr/bin/env python3"
 # What outpost itself supports, for apps that declare nothing narrower.
 DEFAULT_PYTHON_REQUIREMENT = ">=3.10"
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-# The master accepts no other app name (_utils/outpost_webhook.py); it also names folders there.
-APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 NATIVE_SUFFIXES = (".so", ".pyd")
 OUTPUT_TAIL_LINES = 20
 
@@ -136,11 +135,10 @@ def check_arguments(source_dir, out_dir, requirements, python_requirement, entry
 
 
 def check_app_name(name, where):
-    if not isinstance(name, str) or not APP_NAME.fullmatch(name):
-        raise BadArgument(
-            f"{where}: {name!r} is not an outpost app name: a lowercase letter, then up to 39 "
-            "lowercase letters, digits, '-' or '_'"
-        )
+    # The clients' own rule (outpost.rules), so nothing is built that a client would refuse.
+    problem = app_name_problem(name)
+    if problem:
+        raise BadArgument(f"{where}: {name!r} {problem}")
     return name
 
 

@@ -10,12 +10,15 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 from outpost.build import check_app_name, sha256_of, write_atomically
 from outpost.errors import BadArgument, OutpostError
+from outpost.rules import VERSION, app_name_problem
 
 ED25519_SIGNATURE_BYTES = 64
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ReleaseError(OutpostError):
@@ -36,6 +39,11 @@ class Release:
         return self.folder / self.manifest["file"]
 
     @property
+    def published_name(self):
+        """The zipapp's name where clients fetch it, the formula's default: <app>-<version>.pyz."""
+        return f"{self.app}-{self.manifest['version']}.pyz"
+
+    @property
     def signature_path(self):
         return self.manifest_path.with_name(self.manifest_path.name + ".sig")
 
@@ -51,7 +59,7 @@ class Release:
     @property
     def sbom_path(self):
         """The SBOM ``scan`` wrote, or None before a scan."""
-        sbom = self.manifest.get("scan", {}).get("sbom")
+        sbom = self.manifest.get("scan", {}).get("sbom")  # shape checked by check_manifest
         return self.folder / plain_file_name(sbom["file"], "scan.sbom.file") if sbom else None
 
 
@@ -66,8 +74,44 @@ def load_release(manifest_path):
 
     if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
         raise ReleaseError(f"{manifest_path}: not a manifest from outpost release build")
-    plain_file_name(manifest["file"], f"{path.name}: file")
+    check_manifest(manifest, path.name)
     return Release(manifest, path)
+
+
+def check_manifest(manifest, where):
+    """Every field later steps read, checked before any of them acts: each error names its field."""
+    plain_file_name(manifest["file"], f"{where}: file")
+    problem = app_name_problem(manifest["app"]) if "app" in manifest else None
+    if problem:
+        raise ReleaseError(f"{where}: app: {manifest['app']!r} {problem}")
+    version = manifest.get("version")
+    if not isinstance(version, str) or not VERSION.fullmatch(version):
+        raise ReleaseError(
+            f"{where}: version: {version!r} is not a semantic version such as 1.2.3 or 1.2.3-rc.1"
+        )
+    check_sha256(manifest.get("sha256"), f"{where}: sha256")
+    if "scan" in manifest:
+        check_scan(manifest["scan"], f"{where}: scan")
+
+
+def check_sha256(value, field):
+    if not isinstance(value, str) or not SHA256.fullmatch(value):
+        raise ReleaseError(f"{field}: expected 64 lowercase hex digits of sha256")
+
+
+def check_scan(scan, field):
+    if not isinstance(scan, dict):
+        raise ReleaseError(f"{field}: expected an object, as outpost release scan writes")
+    for part in ("bandit", "pip_audit"):
+        if part in scan and not isinstance(scan[part], dict):
+            raise ReleaseError(f"{field}.{part}: expected an object")
+    sbom = scan.get("sbom")
+    if sbom is None:
+        return
+    if not isinstance(sbom, dict):
+        raise ReleaseError(f"{field}.sbom: expected an object with file and sha256")
+    plain_file_name(sbom.get("file"), f"{field}.sbom.file")
+    check_sha256(sbom.get("sha256"), f"{field}.sbom.sha256")
 
 
 def plain_file_name(name, field):

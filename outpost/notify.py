@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 def announcement_body(release, artifact_url):
     """The raw bytes to post: the manifest as signed, its signature, and where the zipapp is."""
-    if not artifact_url.endswith("/" + release.pyz.name):
-        raise BadArgument(f"--artifact-url: {artifact_url!r} does not end in /{release.pyz.name}")
+    if not artifact_url.endswith("/" + release.published_name):
+        raise BadArgument(
+            f"--artifact-url: {artifact_url!r} does not end in /{release.published_name}"
+        )
     body = {
         "manifest": release.manifest,
         "signature": read_signature(release),

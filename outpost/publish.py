@@ -25,13 +25,17 @@ log = logging.getLogger(__name__)
 
 
 def release_files(release):
-    """The files to publish, checked against the manifest: the zipapp first, the signature last."""
+    """
+    ``(source, published name)`` of each file, checked against the manifest: the zipapp first,
+    under the name the formula fetches by default, and the signature last.
+    """
     check_artifact(release)
     read_signature(release)
     sbom = check_sbom(release)
     if sbom is None:
         log.warning("%s has no scan results: no SBOM to publish", release.manifest_path.name)
-    return [release.pyz, *([sbom] if sbom else []), release.manifest_path, release.signature_path]
+    others = [*([sbom] if sbom else []), release.manifest_path, release.signature_path]
+    return [(release.pyz, release.published_name), *((path, path.name) for path in others)]
 
 
 # -- a folder the master serves ---------------------------------------------------------------
@@ -46,14 +50,14 @@ def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX):
     files = release_files(release)
 
     # Every name is checked before anything is copied, so a refused publish leaves no trace.
-    for source in files:
-        already_published(source, folder / source.name)
+    for source, name in files:
+        already_published(source, folder / name)
     folder.mkdir(exist_ok=True)
-    for source in files:
-        place(source, folder / source.name)
+    for source, name in files:
+        place(source, folder / name)
 
     log.info("published %s %s into %s", release.app, release.manifest["version"], folder)
-    return f"{url_prefix.rstrip('/')}/{release.app}/{release.pyz.name}"
+    return f"{url_prefix.rstrip('/')}/{release.app}/{release.published_name}"
 
 
 def already_published(source, target):
@@ -100,10 +104,10 @@ def publish_over_https(release, base_url, token=None, cacert=None):
     context = tls_context(cacert)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    for source in release_files(release):
-        upload_once(f"{base}{release.app}/{source.name}", source, headers, context)
+    for source, name in release_files(release):
+        upload_once(f"{base}{release.app}/{name}", source, headers, context)
     log.info("published %s %s to %s", release.app, release.manifest["version"], base)
-    return f"{base}{release.app}/{release.pyz.name}"
+    return f"{base}{release.app}/{release.published_name}"
 
 
 def upload_once(url, source, headers, context):

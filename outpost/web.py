@@ -28,14 +28,18 @@ def check_url(url, option, loopback_http=False):
     Refuse what cannot be sent safely: plain http (except to this machine, if ``loopback_http``),
     no host, or credentials in the URL, which would end up in logs and printed URLs.
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as err:
+        raise BadArgument(f"{option}: {url!r} is not a URL ({err})") from None
     if parts.username or parts.password:
         raise BadArgument(f"{option}: the URL holds credentials; outpost takes them from the env")
-    if not parts.hostname:
+    if not hostname:
         raise BadArgument(f"{option}: {url!r} names no host")
     if parts.scheme == "https":
         return url
-    if parts.scheme == "http" and loopback_http and is_loopback(parts.hostname):
+    if parts.scheme == "http" and loopback_http and is_loopback(hostname):
         return url
     allowed = "https:// (or http:// to this machine)" if loopback_http else "https://"
     raise BadArgument(f"{option}: {url!r} is not {allowed}; plain http is refused")

@@ -8,6 +8,10 @@
     master's API token; the client only gets its tunnel token, through its own pillar. -#}
 {%- set expose = pillar["expose"] %}
 {%- set client = expose["client"] %}
+{#- A minion id, checked here: the client becomes a target, and "*" would be every client. -#}
+{%- if client is not string or client is not match("[A-Za-z0-9][A-Za-z0-9._-]{0,62}(?![\\s\\S])") %}
+{{-   raise("expose:client: " ~ (client | json) ~ " is not a minion id") }}
+{%- endif %}
 {%- set hostname = expose["hostname"] %}
 {%- set tunnel = expose.get("tunnel", "outpost-" ~ client) %}
 {%- set access = expose.get("access", {}) %}
@@ -16,30 +20,30 @@
 
 outpost-orch-expose-tunnel:
   cloudflare_zt.tunnel_present:
-    - name: {{ tunnel }}
-    - client: {{ client }}
+    - name: {{ tunnel | json }}
+    - client: {{ client | json }}
 
 outpost-orch-expose-ingress:
   cloudflare_zt.ingress_managed:
-    - name: {{ hostname }}
-    - tunnel: {{ tunnel }}
+    - name: {{ hostname | json }}
+    - tunnel: {{ tunnel | json }}
     - rules:
-      - hostname: {{ hostname }}
+      - hostname: {{ hostname | json }}
         service: http://127.0.0.1:{{ expose["port"] | int }}
     - require:
       - cloudflare_zt: outpost-orch-expose-tunnel
 
 outpost-orch-expose-dns:
   cloudflare_zt.cname_present:
-    - name: {{ hostname }}
-    - zone: {{ expose["zone"] }}
-    - tunnel: {{ tunnel }}
+    - name: {{ hostname | json }}
+    - zone: {{ expose["zone"] | json }}
+    - tunnel: {{ tunnel | json }}
     - require:
       - cloudflare_zt: outpost-orch-expose-tunnel
 
 outpost-orch-expose-policy:
   cloudflare_zt.access_policy_present:
-    - name: {{ policy }}
+    - name: {{ policy | json }}
     - emails: {{ access.get("emails", []) | json }}
     - email_domains: {{ access.get("email_domains", []) | json }}
     - groups: {{ access.get("groups", []) | json }}
@@ -47,7 +51,7 @@ outpost-orch-expose-policy:
 
 outpost-orch-expose-app:
   cloudflare_zt.access_app_present:
-    - name: {{ hostname }}
+    - name: {{ hostname | json }}
     - policies: [{{ policy | json }}]
     - require:
       - cloudflare_zt: outpost-orch-expose-policy
@@ -55,16 +59,17 @@ outpost-orch-expose-app:
 
 outpost-orch-expose-waf:
   cloudflare_zt.waf_rule_present:
-    - name: {{ waf.get("name", hostname | replace(".", "-")) }}
-    - zone: {{ expose["zone"] }}
+    - name: {{ waf.get("name", hostname | replace(".", "-")) | json }}
+    - zone: {{ expose["zone"] | json }}
     - expression: {{ waf["expression"] | json }}
-    - action: {{ waf.get("action", "block") }}
+    - action: {{ waf.get("action", "block") | json }}
 {%- endif %}
 {%- if expose.get("cloudflared", true) %}
 
 outpost-orch-expose-cloudflared:
   salt.state:
-    - tgt: {{ client }}
+    - tgt: [{{ client | json }}]
+    - tgt_type: list
     - sls: outpost.cloudflared
     - expect_minions: true
     - require:

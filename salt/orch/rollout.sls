@@ -19,7 +19,7 @@ outpost-orch-rollout-batch-{{ index }}-promote:
     - clients: {{ batch | json }}
 {%-   if steps %}
     - require:
-      - salt: {{ steps | last }}
+      - salt: {{ steps | last | json }}
 {%-   endif %}
 
 outpost-orch-rollout-batch-{{ index }}-apply:
@@ -29,8 +29,8 @@ outpost-orch-rollout-batch-{{ index }}-apply:
     - sls: outpost.apps
     - queue: true
     - expect_minions: true
-    - allow_fail: {{ plan.max_failures }}
-    - timeout: {{ plan.state_timeout }}
+    - allow_fail: {{ plan.max_failures | json }}
+    - timeout: {{ plan.state_timeout | json }}
     - require:
       - salt: outpost-orch-rollout-batch-{{ index }}-promote
 
@@ -40,8 +40,8 @@ outpost-orch-rollout-batch-{{ index }}-gate:
     - rollout_id: {{ rollout_id }}
     - batch: {{ index }}
     - clients: {{ batch | json }}
-    - soak: {{ plan.soak }}
-    - max_failures: {{ plan.max_failures }}
+    - soak: {{ plan.soak | json }}
+    - max_failures: {{ plan.max_failures | json }}
     - require:
       - salt: outpost-orch-rollout-batch-{{ index }}-apply
 {%-   do steps.extend(["outpost-orch-rollout-batch-" ~ index ~ "-promote",
@@ -56,7 +56,7 @@ outpost-orch-rollout-finish:
     - offline: {{ plan.offline | json }}
 {%- if steps %}
     - require:
-      - salt: {{ steps | last }}
+      - salt: {{ steps | last | json }}
 {%- endif %}
 {%- if steps %}
 
@@ -66,6 +66,6 @@ outpost-orch-rollout-halt:
     - rollout_id: {{ rollout_id }}
     - onfail_any:
 {%-   for step in steps %}
-      - salt: {{ step }}
+      - salt: {{ step | json }}
 {%-   endfor %}
 {%- endif %}

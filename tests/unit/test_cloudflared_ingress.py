@@ -391,3 +391,82 @@ def test_a_token_or_a_missing_config_on_the_command_line_is_a_problem(tmp_path):
 )
 def test_windows_command_lines_split_back_into_their_arguments(args):
     assert cf.split_windows_args(subprocess.list2cmdline(args)) == args
+
+
+# -- originRequest, paths matching everything, app ports (review finding 9) ---------------------
+
+
+def test_harmless_origin_request_settings_pass():
+    options = {
+        "connectTimeout": "10s",
+        "keepAliveTimeout": 90,
+        "httpHostHeader": "hello.example.com",
+        "originServerName": "hello.example.com",
+        "disableChunkedEncoding": True,
+        "noTLSVerify": False,
+    }
+    rules = [{"hostname": "a.example.com", "app": "hello", "originRequest": options}, CATCH_ALL]
+
+    checked = cf.validate_ingress(rules, APPS)
+
+    assert checked[0]["originRequest"] == options
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"bastionMode": True}, "bastionMode"),
+        ({"proxyType": "socks"}, "proxyType"),
+        ({"proxyAddress": "0.0.0.0"}, "proxyAddress"),
+        ({"proxyPort": 1080}, "proxyPort"),
+        ({"connectTimeout": "10s", "madeUp": 1}, "madeUp"),
+        ({"noTLSVerify": True}, "noTLSVerify"),
+        ({"connectTimeout": "soon"}, "connectTimeout"),
+        ({"httpHostHeader": "a b"}, "httpHostHeader"),
+    ],
+)
+def test_an_origin_request_setting_beyond_the_allow_list_is_refused(options, key):
+    """bastionMode and proxyType: socks went through to config.yml unchecked."""
+    rules = [
+        {"hostname": "b.example.com", "app": "shop"},
+        {"hostname": "a.example.com", "app": "hello", "originRequest": options},
+        CATCH_ALL,
+    ]
+
+    assert refused(rules).startswith(f"ingress[1]: originRequest.{key}")
+
+
+@pytest.mark.parametrize("path", ["^/", "^.*", "^", "^/.*$"])
+def test_a_path_matching_every_path_counts_as_a_catch_all(path):
+    """{hostname: '*', path: '^/'} hid every later rule and was not flagged."""
+    rules = [
+        {"hostname": "*", "path": path, "app": "hello"},
+        {"hostname": "a.example.com", "app": "shop"},
+        CATCH_ALL,
+    ]
+
+    assert refused(rules).startswith("ingress[0]: a catch-all")
+
+
+def test_a_host_rule_with_a_path_matching_everything_shadows_that_host():
+    rules = [
+        {"hostname": "a.example.com", "path": "^/", "app": "hello"},
+        {"hostname": "a.example.com", "path": "^/api/", "app": "shop"},
+        CATCH_ALL,
+    ]
+
+    assert refused(rules).startswith("ingress[1]: never reached, since ingress[0]")
+
+
+@pytest.mark.parametrize("port", ["abc", 0, 65536, True, "80 ", None, "²"])
+def test_an_app_port_that_is_no_port_is_refused_naming_the_app(port):
+    """apps={'hello': 'abc'} became service http://127.0.0.1:abc or a ValueError."""
+    rules = [{"hostname": "a.example.com", "app": "hello"}, CATCH_ALL]
+
+    assert refused(rules, {"hello": port}).startswith("apps: hello: port ")
+
+
+def test_an_app_port_given_as_text_is_read_as_its_number():
+    rules = [{"hostname": "a.example.com", "app": "hello"}, CATCH_ALL]
+
+    assert cf.validate_ingress(rules, {"hello": "8080"})[0]["service"] == "http://127.0.0.1:8080"

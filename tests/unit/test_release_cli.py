@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -613,7 +614,7 @@ def test_build_records_the_app_name(tmp_path):
 
 @pytest.mark.parametrize("name", ["Hello", "1hello", "hello.world", "h" * 41, ""])
 def test_build_refuses_a_bad_app_name_before_building(tmp_path, name):
-    with pytest.raises(BadArgument, match="--app: .* is not an outpost app name"):
+    with pytest.raises(BadArgument, match="--app: .* is not an app name"):
         build_release(hello_source(tmp_path, "1.0.0"), out_dir=tmp_path / "dist", app_name=name)
 
     assert not (tmp_path / "dist").exists()
@@ -785,8 +786,118 @@ def test_release_script_runs_the_ci_sequence(tmp_path, keys):
     body = outpost_webhook.verify_announcement(
         request.body, request.headers, SECRET, [keys[1]], ALLOWLIST
     )
-    assert body["artifact_url"] == "salt://releases/hello/outpost-hello-1.0.0.pyz"
+    assert body["artifact_url"] == "salt://releases/hello/hello-1.0.0.pyz"
     assert body["manifest"]["scan"]["bandit"]["issues"] == 0
     assert (root / "hello" / "outpost-hello-1.0.0.cdx.json").is_file()
     assert SECRET not in result.stdout + result.stderr
     assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+# -- bad manifests and URLs: a clear error naming the field, nothing copied (review finding 7) --
+
+
+def rewrite_manifest(manifest_path, **changes):
+    manifest = read_manifest(manifest_path)
+    for key, value in changes.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
+    manifest_path.write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+    return manifest_path
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"version": None}, "version"),
+        ({"version": "../../x"}, "version"),
+        ({"version": "1.0.0-."}, "version"),
+        ({"app": "../x"}, "app"),
+        ({"app": 7}, "app"),
+        ({"app": "con"}, "app"),
+        ({"sha256": "x"}, "sha256"),
+        ({"scan": "x"}, "scan"),
+        ({"scan": {"sbom": "x"}}, "scan.sbom"),
+        ({"scan": {"sbom": {"file": "../x", "sha256": "0" * 64}}}, "scan.sbom.file"),
+        ({"scan": {"bandit": []}}, "scan.bandit"),
+    ],
+)
+@pytest.mark.parametrize("command", ["sign", "publish"])
+def test_malformed_manifest_is_refused_naming_the_field(
+    tmp_path, keys, capsys, changes, field, command
+):
+    """A manifest without a version, or with app '../x' or scan 'x', crashed or was signed."""
+    manifest_path = rewrite_manifest(fake_release(tmp_path / "dist"), **changes)
+    root = tmp_path / "releases"
+    root.mkdir()
+    extra = ["--key", keys[0]] if command == "sign" else ["--root", root]
+
+    status, _, err = run_cli(capsys, "release", command, manifest_path, *extra)
+
+    assert status == 1
+    assert f": {field}: " in err
+    assert "Traceback" not in err
+    assert list(root.iterdir()) == []
+    assert not manifest_path.with_name(manifest_path.name + ".sig").exists()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[::1/x", "https://[not-an-ip]/"])
+def test_publish_and_notify_refuse_an_unparsable_url(signed, capsys, monkeypatch, url):
+    """'https://[::1' ended in a ValueError traceback from urlsplit."""
+    monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
+
+    publish = run_cli(capsys, "release", "publish", signed, "--url", url)
+    announce = notify(capsys, signed, url)
+
+    assert publish[0] == 2
+    assert "--url: " in publish[2]
+    assert "is not a URL" in publish[2]
+    assert announce[0] == 2
+    assert "--hook: " in announce[2]
+    assert "Traceback" not in publish[2] + announce[2]
+
+
+def test_published_zipapp_is_where_the_formula_fetches_it_by_default(tmp_path, capsys):
+    """publish wrote outpost-hello-1.1.0.pyz; the formula fetched <app>/<app>-<version>.pyz."""
+    manifest_path = fake_release(tmp_path / "dist", app="hello", version="1.1.0")
+    pyz = manifest_path.with_name("hello-1.1.0.pyz")
+    pyz.rename(pyz.with_name("outpost-hello-1.1.0.pyz"))
+    rewrite_manifest(manifest_path, file="outpost-hello-1.1.0.pyz")
+    keygen = tmp_path / "signing.pem", tmp_path / "signing.pub"
+    assert (
+        run_cli(capsys, "release", "keygen", "--private", keygen[0], "--public", keygen[1])[0] == 0
+    )
+    assert run_cli(capsys, "release", "sign", manifest_path, "--key", keygen[0])[0] == 0
+    root = tmp_path / "releases"
+    root.mkdir()
+    defaults = yaml.safe_load((REPO / "salt/outpost/defaults.yaml").read_text(encoding="utf-8"))
+
+    status, out, err = run_cli(capsys, "release", "publish", manifest_path, "--root", root)
+
+    default_source = f"{defaults['outpost']['artifacts']}/hello/hello-1.1.0.pyz"
+    assert status == 0, err
+    assert out.strip() == default_source
+    published = root / default_source.removeprefix("salt://releases/")
+    assert published.read_bytes() == (manifest_path.parent / "outpost-hello-1.1.0.pyz").read_bytes()
+
+
+@pytest.mark.parametrize("bad_key", ["not base64!", "QUJD", 7])
+def test_a_malformed_trusted_key_is_refused_naming_the_setting(signed, keys, bad_key):
+    """A malformed outpost:releases:signing_keys entry raised binascii.Error in receive."""
+    body = json.dumps(
+        {
+            "manifest": read_manifest(signed),
+            "signature": signed.with_name(signed.name + ".sig").read_text(encoding="ascii").strip(),
+            "artifact_url": "salt://releases/hello/hello-1.0.0.pyz",
+        }
+    )
+    manifest = json.loads(body)["manifest"]
+    signature = json.loads(body)["signature"]
+
+    with pytest.raises(
+        outpost_webhook.RefusedRelease, match=r"^outpost:releases:signing_keys\[0\]: "
+    ):
+        outpost_webhook.check_signature(manifest, signature, [bad_key, keys[1]])
+    with pytest.raises(outpost_webhook.RefusedRelease, match=r"^outpost:releases:signing_keys: "):
+        outpost_webhook.check_signature(manifest, signature, keys[1])

@@ -72,6 +72,14 @@ def test_prunable_never_names_current_or_previous():
     [
         (outpost_release.validate_app_name, "Hello", "name"),
         (outpost_release.validate_app_name, "../etc", "name"),
+        (outpost_release.validate_app_name, "con", "name"),
+        (outpost_release.validate_app_name, "nul", "name"),
+        (outpost_release.validate_app_name, "com1", "name"),
+        (outpost_release.validate_app_name, "lpt9", "name"),
+        (outpost_release.validate_version, "1.0.0-.", "version"),
+        (outpost_release.validate_version, "1.0.0-rc.", "version"),
+        (outpost_release.validate_version, "1.0.0-rc..1", "version"),
+        (outpost_release.validate_version, "1.0.0+build.", "version"),
         (outpost_release.validate_version, "1.0", "version"),
         (outpost_release.validate_version, "1.0.0\n", "version"),
         (outpost_release.validate_version, "{{ 7*7 }}", "version"),
@@ -80,8 +88,19 @@ def test_prunable_never_names_current_or_previous():
     ],
 )
 def test_bad_values_name_their_field(check, value, field):
+    """Windows device names (con, com1) and versions ending in '.' were accepted."""
     with pytest.raises(SaltInvocationError, match=rf"^{field}: "):
         check(value)
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.2.3-rc.1", "1.2.3-rc.1+build.7", "1.0.0-a-b"])
+def test_semantic_versions_pass(version):
+    assert outpost_release.validate_version(version) == version
+
+
+@pytest.mark.parametrize("name", ["console", "com10", "hello", "lpt"])
+def test_names_that_only_resemble_device_names_pass(name):
+    assert outpost_release.validate_app_name(name) == name
 
 
 def test_sha256_accepts_salt_style_prefix():

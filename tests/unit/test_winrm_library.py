@@ -164,6 +164,16 @@ def test_a_bad_master_address_is_named():
         outpost_winrm.master_address({"outpost": {"winrm": {"master": "salt & calc"}}})
 
 
+def test_a_trailing_newline_passes_neither_check():
+    """'^...$' with match let 'win-1\n' and 'salt\n' through."""
+    opts = opts_with(HTTPS)
+    opts["outpost"]["winrm"]["hosts"]["win-1\n"] = dict(opts["outpost"]["winrm"]["hosts"]["win-1"])
+    with pytest.raises(SaltInvocationError, match="minion_id"):
+        outpost_winrm.host_settings(opts, "win-1\n")
+    with pytest.raises(SaltInvocationError, match="outpost:winrm:master"):
+        outpost_winrm.master_address({"outpost": {"winrm": {"master": "salt\n"}}})
+
+
 def test_powershell_clixml_errors_become_text():
     stderr = (
         '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/'

@@ -1,25 +1,27 @@
-{#- Every app this client's pillar names, at the release the pillar asks for. -#}
+{#- Every app this client's pillar names, at the release the pillar asks for. Every value goes in
+    through | json, so a pillar value can never add YAML of its own. -#}
 {%- from "outpost/map.jinja" import outpost, is_windows, python_path with context %}
 {%- for app, settings in outpost.apps | dictsort if settings.get("version") %}
 {%-   set version = settings.version %}
+{%-   set source = settings.get("source", outpost.artifacts ~ "/" ~ app ~ "/" ~ app ~ "-" ~ version ~ ".pyz") %}
 
-outpost-apps-{{ app }}-installed:
+{{ ("outpost-apps-" ~ app ~ "-installed") | json }}:
   shiv_app.installed:
-    - name: {{ app }}
-    - version: {{ version | yaml_dquote }}
-    - source: {{ settings.get("source", outpost.artifacts ~ "/" ~ app ~ "/" ~ app ~ "-" ~ version ~ ".pyz") }}
-    - source_hash: {{ settings.source_hash }}
-    - python: '{{ python_path(settings.python) }}'
-    - port: {{ settings.port }}
+    - name: {{ app | json }}
+    - version: {{ version | json }}
+    - source: {{ source | json }}
+    - source_hash: {{ settings.source_hash | json }}
+    - python: {{ python_path(settings.python) | json }}
+    - port: {{ settings.port | json }}
     - args: {{ settings.get("args", []) | json }}
     - env: {{ settings.get("env", {}) | json }}
-    - health_timeout: {{ settings.get("health_timeout", outpost.health_timeout) }}
-    - keep: {{ settings.get("keep", outpost.keep) }}
+    - health_timeout: {{ settings.get("health_timeout", outpost.health_timeout) | json }}
+    - keep: {{ settings.get("keep", outpost.keep) | json }}
 {%-   if settings.get("health_url") %}
-    - health_url: {{ settings.health_url }}
+    - health_url: {{ settings.health_url | json }}
 {%-   endif %}
 {%-   if settings.get("user") %}
-    - user: {{ settings.user }}
+    - user: {{ settings.user | json }}
 {%-   endif %}
 {%-   if is_windows %}
     - require:

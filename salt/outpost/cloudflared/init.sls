@@ -14,18 +14,18 @@
 outpost-cloudflared-installed:
   cloudflared.installed:
     - name: cloudflared
-    - version: {{ cloudflared.version | yaml_dquote }}
-    - source: {{ source }}
-    - source_hash: {{ cloudflared.source_hash }}
+    - version: {{ cloudflared.version | json }}
+    - source: {{ source | json }}
+    - source_hash: {{ cloudflared.source_hash | json }}
 
 outpost-cloudflared-configured:
   cloudflared.configured:
     - name: cloudflared
     - ingress: {{ cloudflared.ingress | json }}
-    - metrics: {{ cloudflared.metrics }}
+    - metrics: {{ cloudflared.metrics | json }}
     - apps: {{ ports | json }}
 {%-   if cloudflared.get("tunnel") %}
-    - tunnel: {{ cloudflared.tunnel }}
+    - tunnel: {{ cloudflared.tunnel | json }}
 {%-   endif %}
 
 outpost-cloudflared-running:

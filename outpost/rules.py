@@ -1,0 +1,26 @@
+"""
+The master's naming rules for apps and versions, from ``_utils/outpost_release.py`` beside this
+package: the CLI refuses exactly what a client would refuse, with no second copy to drift.
+"""
+
+import importlib.util
+import pathlib
+
+from outpost.errors import OutpostError
+
+RELEASE_LIBRARY = pathlib.Path(__file__).resolve().parent.parent / "_utils" / "outpost_release.py"
+
+
+def _load_release_library():
+    if not RELEASE_LIBRARY.is_file():
+        raise OutpostError(f"{RELEASE_LIBRARY} is missing; outpost runs from its checkout")
+    spec = importlib.util.spec_from_file_location("outpost_release", RELEASE_LIBRARY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_library = _load_release_library()
+APP_NAME = _library.APP_NAME
+VERSION = _library.VERSION
+app_name_problem = _library.app_name_problem

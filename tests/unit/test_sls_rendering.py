@@ -1,0 +1,142 @@
+"""
+The formula's and the orchestrations' SLS rendered by Salt's own Jinja renderer, with the few
+execution functions they call stood in: pillar and request values stay values, whatever they hold.
+"""
+
+import copy
+
+import pytest
+import salt.config
+import salt.utils.dictupdate
+import salt.utils.templates
+import yaml
+from salt.exceptions import SaltRenderError, TemplateError
+
+from tests.conftest import REPO
+
+STATE_TREE = REPO / "salt"
+# Text that, pasted into YAML unquoted, would add keys, lists or comments of its own.
+HOSTILE = "a: b\n- injected: true # '\"{}"
+
+
+@pytest.fixture(scope="module")
+def opts(tmp_path_factory):
+    opts = salt.config.minion_config(None)
+    opts.update(
+        file_client="local",
+        file_roots={"base": [str(STATE_TREE)]},
+        cachedir=str(tmp_path_factory.mktemp("cache")),
+    )
+    return opts
+
+
+def render(opts, sls, pillar, functions=None):
+    pillar_functions = {
+        "pillar.get": lambda key, default=None: copy.deepcopy(pillar.get(key, default)),
+        "grains.filter_by": lambda lookup, grain: lookup.get("Debian"),
+        "slsutil.merge": lambda a, b: salt.utils.dictupdate.merge(copy.deepcopy(a), b),
+    }
+    result = salt.utils.templates.JINJA(
+        str(STATE_TREE / sls),
+        to_str=True,
+        pillar=pillar,
+        salt=dict(pillar_functions, **(functions or {})),
+        opts=opts,
+        grains={"os_family": "Debian", "os": "Debian"},
+        saltenv="base",
+        sls=sls,
+    )
+    if not result["result"]:
+        raise TemplateError(result["data"])
+    return yaml.safe_load(result["data"])
+
+
+def arguments(state):
+    [(_, arguments)] = state.items()
+    return {key: value for item in arguments for key, value in item.items()}
+
+
+def test_app_settings_stay_single_values(opts):
+    """source_hash, user and health_url went into the SLS unquoted, where YAML read them."""
+    settings = {
+        "version": "1.0.0",
+        "port": 8080,
+        "python": "/usr/bin/python3",
+        "source_hash": HOSTILE,
+        "user": HOSTILE,
+        "health_url": HOSTILE,
+        "source": HOSTILE,
+    }
+
+    rendered = render(opts, "outpost/apps/init.sls", {"outpost": {"apps": {"hello": settings}}})
+
+    state = arguments(rendered["outpost-apps-hello-installed"])
+    assert [state[key] for key in ("source_hash", "user", "health_url", "source")] == [HOSTILE] * 4
+    assert state["port"] == 8080
+
+
+def test_the_default_source_is_where_publish_puts_the_zipapp(opts):
+    settings = {"version": "1.1.0", "port": 8080, "python": "/usr/bin/python3", "source_hash": "x"}
+
+    rendered = render(opts, "outpost/apps/init.sls", {"outpost": {"apps": {"hello": settings}}})
+
+    assert arguments(rendered["outpost-apps-hello-installed"])["source"] == (
+        "salt://releases/hello/hello-1.1.0.pyz"
+    )
+
+
+def test_cloudflared_settings_stay_single_values(opts):
+    cloudflared = {"version": "2025.1.0", "source_hash": HOSTILE, "tunnel": HOSTILE}
+
+    rendered = render(
+        opts, "outpost/cloudflared/init.sls", {"outpost": {"cloudflared": cloudflared}}
+    )
+
+    assert arguments(rendered["outpost-cloudflared-installed"])["source_hash"] == HOSTILE
+    assert arguments(rendered["outpost-cloudflared-configured"])["tunnel"] == HOSTILE
+
+
+NO_TUNNEL = {
+    "cloudflare_zt.get_tunnel": lambda tunnel: None,
+    "cloudflare_zt.get_ingress": lambda tunnel: {"ingress": []},
+}
+
+
+@pytest.mark.parametrize("sls", ["orch/expose.sls", "orch/unexpose.sls"])
+@pytest.mark.parametrize("client", ["*", "client-*", "client-1\n", "a,b", "", 7])
+def test_an_orchestration_refuses_a_client_that_is_no_minion_id(opts, sls, client):
+    """unexpose with client '*' ran cloudflared.remove_service on every minion."""
+    expose = {"client": client, "hostname": "hello.example.com", "zone": "example.com", "port": 1}
+
+    with pytest.raises(
+        (TemplateError, SaltRenderError), match="expose:client: .* is not a minion id"
+    ):
+        render(opts, sls, {"expose": expose}, NO_TUNNEL)
+
+
+@pytest.mark.parametrize(
+    ("sls", "prefix"),
+    [("orch/expose.sls", "outpost-orch-expose"), ("orch/unexpose.sls", "outpost-orch-unexpose")],
+)
+def test_an_orchestration_targets_its_client_as_a_list(opts, sls, prefix):
+    expose = {"client": "client-1", "hostname": HOSTILE, "zone": HOSTILE, "port": 8080}
+
+    rendered = render(opts, sls, {"expose": expose}, NO_TUNNEL)
+
+    target = arguments(rendered[f"{prefix}-cloudflared"])
+    dns = arguments(rendered[f"{prefix}-dns"])
+    assert (target["tgt"], target["tgt_type"]) == (["client-1"], "list")
+    assert (dns["name"], dns["zone"]) == (HOSTILE, HOSTILE)
+
+
+def test_a_rollout_targets_each_batch_as_a_list(opts):
+    plan = {"batches": [["c-1"], ["c-2", "c-3"]], "max_failures": 0, "state_timeout": 600}
+    plan.update(soak=5, offline=[])
+    runner = {"saltutil.runner": lambda name, rollout_id: plan}
+
+    rendered = render(opts, "orch/rollout.sls", {"outpost_rollout": {"id": 7}}, runner)
+
+    apply = arguments(rendered["outpost-orch-rollout-batch-1-apply"])
+    gate = arguments(rendered["outpost-orch-rollout-batch-1-gate"])
+    assert (apply["tgt"], apply["tgt_type"], apply["timeout"]) == (["c-2", "c-3"], "list", 600)
+    assert (gate["soak"], gate["max_failures"]) == (5, 0)
