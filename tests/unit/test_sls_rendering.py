@@ -85,6 +85,20 @@ def test_the_default_source_is_where_publish_puts_the_zipapp(opts):
     )
 
 
+def test_an_app_the_registry_names_without_pillar_settings_fails_naming_them(opts):
+    """A release from the registry for an app the pillar tree had no settings for stopped the
+    whole highstate with a Jinja error about a missing attribute."""
+    settings = {"version": "1.1.0", "source_hash": "x"}
+
+    rendered = render(opts, "outpost/apps/init.sls", {"outpost": {"apps": {"hello": settings}}})
+
+    [(function, state)] = rendered["outpost-apps-hello-installed"].items()
+    assert function == "test.fail_without_changes"
+    assert arguments(rendered["outpost-apps-hello-installed"])["comment"] == (
+        "outpost:apps:hello: no python, port in pillar; nothing was changed"
+    )
+
+
 def test_cloudflared_settings_stay_single_values(opts):
     cloudflared = {"version": "2025.1.0", "source_hash": HOSTILE, "tunnel": HOSTILE}
 

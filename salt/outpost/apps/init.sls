@@ -3,6 +3,15 @@
 {%- from "outpost/map.jinja" import outpost, is_windows, python_path with context %}
 {%- for app, settings in outpost.apps | dictsort if settings.get("version") %}
 {%-   set version = settings.version %}
+{%-   set missing = ["source_hash", "python", "port"] | reject("in", settings) | list %}
+{%-   if missing %}
+
+{#- The registry names the release; the pillar tree must give the app's settings. #}
+{{ ("outpost-apps-" ~ app ~ "-installed") | json }}:
+  test.fail_without_changes:
+    - name: {{ app | json }}
+    - comment: {{ ("outpost:apps:" ~ app ~ ": no " ~ missing | join(", ") ~ " in pillar; nothing was changed") | json }}
+{%-   else %}
 {%-   set source = settings.get("source", outpost.artifacts ~ "/" ~ app ~ "/" ~ app ~ "-" ~ version ~ ".pyz") %}
 
 {{ ("outpost-apps-" ~ app ~ "-installed") | json }}:
@@ -27,5 +36,6 @@
     - require:
       - sls: outpost.python
       - sls: outpost.winsw
+{%-   endif %}
 {%-   endif %}
 {%- endfor %}
