@@ -12,6 +12,7 @@ Event tags and payloads::
         {"app": "hello", "release": "1.1.0", "status": "unhealthy",
          "reason": "http://127.0.0.1:8080/healthz unreachable: [Errno 111] Connection refused",
          "failures": 3, "service": "RUNNING", "time": 1764790000.0}
+        ``service`` is the service manager's state, asked only when the check fails (else null)
 
     salt/beacon/<minion>/app_health/heartbeat         every ``heartbeat`` seconds
         {"apps": {"hello": {"release": "1.1.0", "status": "healthy"}}, "time": 1764790000.0}
@@ -70,8 +71,15 @@ def beacon(config):
         log.error("app_health beacon could not list apps: %s", err)
         return []
 
+    _forget_all_but(apps)
     for app in apps:
         status = _check(app)
+        if status is None:
+            continue
+        if status.get("changing"):
+            # A deploy, restart or rollback stops the app for a moment: not a failure.
+            statuses[app] = {"release": status["current"], "status": "changing"}
+            continue
         statuses[app] = {"release": status["current"], "status": _word(status["healthy"])}
         event = _transition(app, status, int(settings["failures"]), now)
         if event:
@@ -83,11 +91,23 @@ def beacon(config):
     return events
 
 
+def _forget_all_but(apps):
+    """A removed app is no longer watched; were it installed again, it starts out healthy."""
+    for gone in set(MEMORY["apps"]) - set(apps):
+        del MEMORY["apps"][gone]
+
+
 def _check(app):
+    """The app's status, or None for an app removed since it was listed. The service manager is
+    asked only when the HTTP check fails: this runs in the minion's main loop every interval."""
     try:
-        return __salt__["shiv_app.get_status"](app)
+        status = __salt__["shiv_app.get_status"](app, quick=True)
     except Exception as err:  # an unhealthy app, not a broken beacon
         return {"current": None, "healthy": False, "reason": str(err), "service": "UNKNOWN"}
+    if status["current"] is None:
+        MEMORY["apps"].pop(app, None)
+        return None
+    return status
 
 
 def _word(healthy):

@@ -531,7 +531,7 @@ def rollback_release(name, version=None, health_timeout=30):
         return _go_live(releases, target, saved, saved, health_timeout, "rollback")
 
 
-def restart_app(name, health_timeout=30):
+def restart_app(name, health_timeout=30, settle=0):
     """
     Restart the live release's service and wait until it is healthy again.
 
@@ -541,27 +541,47 @@ def restart_app(name, health_timeout=30):
     health_timeout
         Seconds the release has to become healthy. Default: ``30``
 
+    settle
+        Seconds the restarted release must then stay healthy, watched here on the client (a
+        probe every 0.2 s); the restart fails at its first failed probe. Default: ``0``
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' shiv_app.restart_app hello
+        salt '*' shiv_app.restart_app hello settle=10
     """
     releases = _releases(name)
     current, settings = releases.current(), releases.settings()
     if not current or not settings:
         raise SaltInvocationError(f"name: {name} has no live release on this minion")
     health_timeout = _validate_timeout(health_timeout)
+    settle = _validate_settle(settle)
     backend = _backend()
 
     with releases.lock():
         _start(backend, releases, current, settings, force_restart=True)
         healthy, reason = _gate(backend, releases, current, settings, health_timeout)
-    releases.record("restart", current, result=healthy, reason=reason)
-    log.info("restarted %s %s: %s", name, current, reason)
-    if not healthy:
-        raise outpost_release.HealthError(f"{name} {current} restarted but is unhealthy: {reason}")
+        problem = None if healthy else f"unhealthy: {reason}"
+        if healthy and settle:
+            expect = settings.get("health_expect") or current
+            healthy, relapse = outpost_health.stays_healthy(_health_url(settings), expect, settle)
+            problem = None if healthy else f"unhealthy again: {relapse}"
+    releases.record("restart", current, result=healthy, reason=problem or reason)
+    log.info("restarted %s %s: %s", name, current, problem or reason)
+    if problem:
+        raise outpost_release.HealthError(f"{name} {current} restarted but is {problem}")
     return {"restarted": current, "health": reason}
+
+
+def _validate_settle(settle):
+    try:
+        seconds = float(settle)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise SaltInvocationError(f"settle: {settle!r} is not a number of seconds from 0 to 3600")
+    return seconds
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -786,12 +806,19 @@ def list_apps():
     return sorted(name for name in names if _releases(name).current())
 
 
-def get_status(name):
+def get_status(name, quick=False):
     """
-    Show an app's live release, its service state and pid, and its health.
+    Show an app's live release, its service state and pid, its health, and whether a switch,
+    restart or rollback is under way (``changing``).
 
     name
         The app name.
+
+    quick
+        Ask the service manager only when the health check fails, and leave ``service`` and
+        ``pid`` ``None`` otherwise: what the ``app_health`` beacon does every few seconds,
+        since asking supervisorctl or PowerShell costs far more than the HTTP check.
+        Default: ``False``
 
     CLI Example:
 
@@ -801,20 +828,23 @@ def get_status(name):
     """
     releases = _releases(name)
     current = releases.current()
-    service = _backend().status(_service_name(name))
     status = {
         "app": name,
         "current": current,
         "previous": releases.previous(),
-        "service": service["state"],
-        "pid": service["pid"],
+        "service": None,
+        "pid": None,
         "healthy": False,
         "reason": "no live release",
         "live_since": releases.live_since(),
+        "changing": releases.changing(),
     }
     if current and releases.settings():
         health = check_health(name, retries=1)
         status.update(healthy=health["healthy"], reason=health["reason"])
+    if not (quick and status["healthy"]):
+        service = _backend().status(_service_name(name))
+        status.update(service=service["state"], pid=service["pid"])
     return status
 
 

@@ -4,20 +4,22 @@ one step at a time, never two at once, never without end.
 
 For an unhealthy app the runner decides, in order:
 
-1. restart the service, unless a restart was already tried within the window, and watch it for
-   ``settle`` seconds;
+1. restart the service, unless a restart was already tried within the window, and have the
+   client watch it for ``settle`` seconds;
 2. if still unhealthy and the live release went live within the window, roll back to the previous
    release (and point the registry at it, so the next highstate does not undo the rollback);
 3. otherwise raise an alert for a person.
 
 At most one remediation runs per client and app (claimed in the registry, so several masters act
-once); repeats of the same event while it runs are merged: logged, announced, not acted on. A
-client gets at most ``max_actions`` actions per window; past that, only alerts.
+once); repeats of the same event while it runs, or the very same event again, are merged: logged,
+announced, not acted on. A client gets at most ``max_actions`` actions per window; past that,
+only alerts.
 
 Beacon events are untrusted: a minion chooses their tag and data, so it could name another
 client. The client in a tag must be one plain minion id, every call targets it as a list, and
 before a restart or rollback the runner asks the client itself for its health: a healthy client
-is left alone (decision ``not-confirmed``).
+is left alone (decision ``not-confirmed``), and an app removed from it meanwhile is let go
+(decision ``gone``).
 
 Every decision is an event ``outpost/remediation/<client>/<app>/<decision>`` with its reason;
 alerts also go to ``outpost/alert/<client>/<app>``. Lost heartbeats raise
@@ -38,7 +40,10 @@ Master configuration::
 """
 
 import datetime
+import hashlib
+import json
 import logging
+import re
 import time
 
 import salt.client
@@ -63,9 +68,11 @@ TUNNEL = "cloudflared"
 # What is tried, in order, before a person is alerted.
 APP_STEPS = ("restart", "rollback")
 TUNNEL_STEPS = ("restart",)
-# The longest remediation: confirm, restart, a last check after settling, status, rollback.
+# The longest remediation: confirm, restart (and settle), status, rollback, and one to spare.
 CALLS = 5
 MARGIN = 60
+# How Salt words an exception on the client; the reasons read better without it.
+ERROR_PREFIX = re.compile(r"^ERROR( executing '[^']*')?: ")
 
 
 def __virtual__():
@@ -121,9 +128,9 @@ def handle(tag, data):
     if parts[4] == "heartbeat":
         return heartbeat(client, payload.get("apps") or {})
     if len(parts) == 6 and parts[5] == "unhealthy":
-        if not _first_to_hear(tag, payload):
-            return {"decision": "heard by another master"}
-        return remediate(client, parts[4], payload.get("reason", "unhealthy"))
+        return _heard_before(tag, payload, client, parts[4]) or remediate(
+            client, parts[4], payload.get("reason", "unhealthy")
+        )
     if len(parts) == 6 and parts[5] == "healthy":
         log.info("%s on %s is healthy again", parts[4], client)
         _emit(f"outpost/remediation/{client}/{parts[4]}/recovered", {"time": time.time()})
@@ -131,23 +138,34 @@ def handle(tag, data):
     return {"ignored": f"unknown app_health event: {tag}"}
 
 
-def _first_to_hear(tag, payload):
-    """Every master hears each beacon event; the one that claims it first acts on it. The
-    beacon's own ``time`` tells one event from the next one with the same tag."""
-    if "time" not in payload:
-        return True
-    key = f"event:{tag}:{payload['time']}"
-    if _registry().claim(key, str(__opts__["id"]), float(_settings()["window"])):
-        return True
-    log.debug("%s is handled by another master", tag)
-    return False
+def _heard_before(tag, payload, client, app):
+    """Every master hears each beacon event, and the same event may come again (a replay, a
+    flood): the first claim of it acts. Why not to act on this one, or None."""
+    key = f"event:{tag}:{_fingerprint(payload)}"
+    registry, me = _registry(), str(__opts__["id"])
+    if registry.claim(key, me, float(_settings()["window"])):
+        return None
+    if registry.claim_owner(key) != me:
+        log.debug("%s is handled by another master", tag)
+        return {"decision": "heard by another master"}
+    log.info("merged a repeat of %s unhealthy on %s: the same event again", app, client)
+    _decided(client, app, "merged", "the same event was handled already")
+    return {"decision": "merged"}
+
+
+def _fingerprint(payload):
+    """One event's identity: its data without Salt's own per-delivery keys (``_stamp``)."""
+    own = {key: value for key, value in payload.items() if not str(key).startswith("_")}
+    text = json.dumps(own, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _tunnel_event(client, status, payload):
     if status == "unhealthy":
-        if not _first_to_hear(f"salt/beacon/{client}/tunnel_health/unhealthy", payload):
-            return {"decision": "heard by another master"}
-        return remediate(client, TUNNEL, payload.get("reason", "not ready"))
+        tag = f"salt/beacon/{client}/tunnel_health/unhealthy"
+        return _heard_before(tag, payload, client, TUNNEL) or remediate(
+            client, TUNNEL, payload.get("reason", "not ready")
+        )
     if status == "healthy":
         log.info("the tunnel connector on %s is ready again", client)
         _emit(f"outpost/remediation/{client}/{TUNNEL}/recovered", {"time": time.time()})
@@ -209,12 +227,13 @@ def remediate(client, app, reason):
     decision, why = _decide(registry, client, app, reason)
     result = "not attempted"
     try:
-        healthy = _confirmed_healthy(client, app)
-        if healthy:
-            decision, why, result = "not-confirmed", f"reported {reason!r}", healthy
+        status = _client_status(client, app)
+        if isinstance(status, dict) and status.get("healthy"):
+            decision, why = "not-confirmed", f"reported {reason!r}"
+            result = "the client answers healthy"
             log.warning("%s on %s was reported unhealthy but answers healthy", app, client)
         else:
-            decision, why, result = _carry_out(registry, client, app, decision, why)
+            decision, why, result = _carry_out(registry, client, app, decision, why, status)
     finally:
         registry.finish_remediation(claimed, decision, why, result)
     _decided(client, app, decision, why, result=result)
@@ -228,16 +247,12 @@ def _abandon_after():
     return CALLS * float(settings["action_timeout"]) + float(settings["settle"]) + MARGIN
 
 
-def _confirmed_healthy(client, app):
-    """The client's own word that the app (or connector) is healthy, or None: the event that
-    started the remediation may come from another minion."""
+def _client_status(client, app):
+    """The client's own word on the app (or connector): the event that started the remediation
+    may come from another minion. For an app it also names the live release and since when."""
     if app == TUNNEL:
-        health = _call(client, "cloudflared.check_ready")
-    else:
-        health = _call(client, "shiv_app.check_health", app, timeout=2, retries=1)
-    if isinstance(health, dict) and health.get("healthy"):
-        return "the client answers healthy"
-    return None
+        return _call(client, "cloudflared.check_ready")
+    return _call(client, "shiv_app.get_status", app, quick=True)
 
 
 def _decide(registry, client, app, reason):
@@ -259,8 +274,11 @@ def _decide(registry, client, app, reason):
     return (untried[0] if untried else "alert"), reason
 
 
-def _carry_out(registry, client, app, decision, why):
-    """Returns the decision as it ended up (a step may escalate), its reason and result."""
+def _carry_out(registry, client, app, decision, why, status):
+    """Returns the decision as it ended up (a step may escalate), its reason and result.
+    ``status`` is what the client said of the app before anything was done."""
+    if isinstance(status, dict) and app != TUNNEL and status.get("current") is None:
+        return "gone", why, "the app has no live release on the client any more"
     if decision == "restart":
         relapse = _restart(client, app)
         if not relapse:
@@ -269,7 +287,7 @@ def _carry_out(registry, client, app, decision, why):
             return _alert(client, app, f"a restart did not help: {relapse}")
         decision, why = "rollback", f"a restart did not help: {relapse}"
     if decision == "rollback":
-        return _roll_back(registry, client, app, why)
+        return _roll_back(registry, client, app, why, status)
     return _alert(client, app, why)
 
 
@@ -281,10 +299,11 @@ def _restart(client, app):
             return str(restarted)
         return _relapse(lambda: _call(client, "cloudflared.check_ready"))
 
-    restarted = _call(client, "shiv_app.restart_app", app)
+    # The client watches the settling itself: a probe every 0.2 s, no round trips.
+    restarted = _call(client, "shiv_app.restart_app", app, settle=float(_settings()["settle"]))
     if not isinstance(restarted, dict):
         return str(restarted)
-    return _relapse(lambda: _call(client, "shiv_app.check_health", app, timeout=2, retries=1))
+    return None
 
 
 def _alert(client, app, why):
@@ -292,8 +311,9 @@ def _alert(client, app, why):
     return "alert", why, "a person must look"
 
 
-def _roll_back(registry, client, app, why):
-    status = _call(client, "shiv_app.get_status", app)
+def _roll_back(registry, client, app, why, status):
+    if not isinstance(status, dict) or "live_since" not in status:
+        status = _call(client, "shiv_app.get_status", app, quick=True)
     if not isinstance(status, dict) or not _went_live_recently(status.get("live_since")):
         return _alert(client, app, f"{why}; the live release is not recent, so no rollback")
     rolled = _call(client, "shiv_app.rollback_release", app)
@@ -337,7 +357,7 @@ def _call(client, function, *args, **kwargs):
     if not isinstance(answer, dict):
         return f"{client} did not answer {function}"
     if answer.get("retcode"):
-        return str(answer.get("ret"))
+        return ERROR_PREFIX.sub("", str(answer.get("ret")), count=1)
     return answer.get("ret")
 
 

@@ -88,3 +88,20 @@ def wait_healthy(url, expect=None, deadline_seconds=30.0, request_timeout=2.0, s
             return False, f"{reason} (gave up after {deadline_seconds:g}s)", attempts
         time.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE)
+
+
+# How often a release that just became healthy is probed while it settles.
+SETTLE_PAUSE = 0.2
+
+
+def stays_healthy(url, expect=None, seconds=10.0, request_timeout=2.0):
+    """Probe for ``seconds`` after a release became healthy. Returns ``(True, None)``, or
+    ``(False, reason)`` at its first failed probe: a release that fails again soon after a
+    restart needs more than a restart."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        healthy, reason = probe(url, expect, timeout=request_timeout)
+        if not healthy:
+            return False, f"{reason} {time.monotonic() - started:.1f}s after it was healthy"
+        time.sleep(SETTLE_PAUSE)
+    return True, None

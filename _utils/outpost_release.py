@@ -255,6 +255,17 @@ class AppReleases:
             finally:
                 _unlock_file(handle)
 
+    def changing(self):
+        """Whether a switch, restart or rollback holds the app's lock right now."""
+        path = os.path.join(self.app_dir, ".lock")
+        if not os.path.exists(path):
+            return False
+        with open(path, "a+b") as handle:
+            if not _try_lock_file(handle):
+                return True
+            _unlock_file(handle)
+            return False
+
     def ensure_folders(self):
         os.makedirs(self.releases_dir, exist_ok=True)
         os.makedirs(self.staging_dir, exist_ok=True)
@@ -372,6 +383,26 @@ def _lock_file(handle):
     import fcntl  # pylint: disable=import-outside-toplevel
 
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+
+
+def _try_lock_file(handle):
+    """Take the lock if it is free; False when another holds it."""
+    if os.name == "nt":
+        import msvcrt  # pylint: disable=import-outside-toplevel
+
+        handle.seek(0)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _unlock_file(handle):

@@ -14,8 +14,8 @@ from salt.exceptions import SaltInvocationError
 import outpost_registry
 from tests.conftest import REPO
 
-UNHEALTHY = {"healthy": False, "reason": "HTTP 503"}
-HEALTHY = {"healthy": True, "reason": "HTTP 200"}
+UNHEALTHY = {"healthy": False, "reason": "HTTP 503", "current": "1.2.0", "live_since": None}
+HEALTHY = {"healthy": True, "reason": "HTTP 200", "current": "1.2.0", "live_since": None}
 
 
 @pytest.fixture
@@ -81,12 +81,12 @@ def test_a_forged_heartbeat_for_a_target_expression_is_ignored(runner):
 def test_a_healthy_client_reported_unhealthy_is_left_alone(runner):
     """A forged unhealthy event made the master restart a healthy client's app and use up its
     max_actions."""
-    answer(runner, **{"shiv_app.check_health": HEALTHY})
+    answer(runner, **{"shiv_app.get_status": HEALTHY})
 
     decisions = [unhealthy_event(runner, "client-1", sent=n)["decision"] for n in range(5)]
 
     assert decisions == ["not-confirmed"] * 5
-    assert set(called(runner)) == {"shiv_app.check_health"}
+    assert set(called(runner)) == {"shiv_app.get_status"}
     assert runner.emitted[-1] == "outpost/remediation/client-1/hello/not-confirmed"
     registry = outpost_registry.Registry.from_opts(runner.__opts__)
     kept = registry.remediations("client-1", "1970-01-01")
@@ -96,12 +96,12 @@ def test_a_healthy_client_reported_unhealthy_is_left_alone(runner):
 def test_an_unhealthy_client_is_restarted_as_a_list_target(runner):
     answer(
         runner,
-        **{"shiv_app.check_health": UNHEALTHY, "shiv_app.restart_app": {"restarted": True}},
+        **{"shiv_app.get_status": UNHEALTHY, "shiv_app.restart_app": {"restarted": True}},
     )
 
     done = runner.remediate("client-1", "hello", "told so")
 
-    assert called(runner)[:2] == ["shiv_app.check_health", "shiv_app.restart_app"]
+    assert called(runner)[:2] == ["shiv_app.get_status", "shiv_app.restart_app"]
     for call in runner.local.cmd.call_args_list:
         assert call.args[0] == ["client-1"]
         assert call.kwargs["tgt_type"] == "list"
@@ -127,7 +127,7 @@ def test_remediate_refuses_a_target_expression(runner):
 
 def test_a_claim_left_by_a_stopped_master_does_not_stop_self_healing(runner):
     """After a master restart mid-remediation every later unhealthy event was merged for ever."""
-    answer(runner, **{"shiv_app.check_health": HEALTHY})
+    answer(runner, **{"shiv_app.get_status": HEALTHY})
     registry = outpost_registry.Registry.from_opts(runner.__opts__)
     registry.claim_remediation("client-1", "hello")
     assert runner.remediate("client-1", "hello", "told so")["decision"] == "merged"
@@ -136,3 +136,42 @@ def test_a_claim_left_by_a_stopped_master_does_not_stop_self_healing(runner):
     runner.MARGIN = 0
 
     assert runner.remediate("client-1", "hello", "told so")["decision"] == "not-confirmed"
+
+
+def test_an_app_removed_from_the_client_is_let_go(runner):
+    answer(runner, **{"shiv_app.get_status": dict(UNHEALTHY, current=None)})
+
+    done = runner.remediate("client-1", "hello", "told so")
+
+    assert done["decision"] == "gone"
+    assert called(runner) == ["shiv_app.get_status"]
+    assert "outpost/alert/client-1/hello" not in runner.emitted
+
+
+def test_the_client_watches_a_restarted_app_settle(runner):
+    runner.__opts__["outpost"]["health"]["settle"] = 4
+    answer(
+        runner,
+        **{"shiv_app.get_status": UNHEALTHY, "shiv_app.restart_app": {"restarted": "1.2.0"}},
+    )
+
+    done = runner.remediate("client-1", "hello", "told so")
+
+    assert (done["decision"], done["result"]) == ("restart", "restarted, healthy")
+    assert called(runner) == ["shiv_app.get_status", "shiv_app.restart_app"]
+    assert runner.local.cmd.call_args_list[1].kwargs["kwarg"] == {"settle": 4.0}
+
+
+def test_the_same_event_again_is_merged_and_another_masters_copy_is_left_to_it(runner):
+    answer(runner, **{"shiv_app.get_status": HEALTHY})
+    tag = "salt/beacon/client-1/app_health/hello/unhealthy"
+    event = {"app": "hello", "reason": "told so"}
+
+    first = runner.handle(tag, dict(event, _stamp="2026-12-04T00:00:00"))
+    again = runner.handle(tag, dict(event, _stamp="2026-12-04T00:00:01"))
+    runner.__opts__["id"] = "master-2"
+    other = runner.handle(tag, dict(event, _stamp="2026-12-04T00:00:00"))
+
+    assert [first["decision"], again["decision"]] == ["not-confirmed", "merged"]
+    assert other == {"decision": "heard by another master"}
+    assert called(runner) == ["shiv_app.get_status"]
