@@ -176,13 +176,31 @@ def _validate_health_url(url):
 
 
 def _validate_timeout(health_timeout):
+    return _validate_seconds(health_timeout, "health_timeout")
+
+
+def _validate_seconds(value, field, allow_zero=False):
     try:
-        seconds = float(health_timeout)
+        seconds = float(value)
     except (TypeError, ValueError):
-        seconds = 0
-    if not 0 < seconds <= 3600:
-        raise SaltInvocationError(f"health_timeout: {health_timeout!r} is not 1 to 3600 seconds")
+        seconds = -1.0
+    low = 0 if allow_zero else 0.001
+    if not low <= seconds <= 3600:
+        lowest = "0" if allow_zero else "more than 0"
+        raise SaltInvocationError(f"{field}: {value!r} is not {lowest} to 3600 seconds")
     return seconds
+
+
+def _validate_retries(retries):
+    if isinstance(retries, bool) or not isinstance(retries, (int, str)):
+        retries = None
+    try:
+        count = int(retries)
+    except (TypeError, ValueError):
+        count = 0
+    if not 1 <= count <= 100:
+        raise SaltInvocationError(f"retries: {retries!r} is not a whole number from 1 to 100")
+    return count
 
 
 def _validate_keep(keep):
@@ -556,7 +574,7 @@ def restart_app(name, health_timeout=30, settle=0):
     if not current or not settings:
         raise SaltInvocationError(f"name: {name} has no live release on this minion")
     health_timeout = _validate_timeout(health_timeout)
-    settle = _validate_settle(settle)
+    settle = _validate_seconds(settle, "settle", allow_zero=True)
     backend = _backend()
 
     with releases.lock():
@@ -572,16 +590,6 @@ def restart_app(name, health_timeout=30, settle=0):
     if problem:
         raise outpost_release.HealthError(f"{name} {current} restarted but is {problem}")
     return {"restarted": current, "health": reason}
-
-
-def _validate_settle(settle):
-    try:
-        seconds = float(settle)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not 0 <= seconds <= 3600:
-        raise SaltInvocationError(f"settle: {settle!r} is not a number of seconds from 0 to 3600")
-    return seconds
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -780,10 +788,11 @@ def check_health(name, url=None, expect=None, timeout=2, retries=3):
         raise SaltInvocationError(f"name: {name} has no live release on this minion; give url")
     url = outpost_health.validate_url(url) if url else _health_url(settings)
     expect = expect or settings.get("health_expect") or releases.current()
+    timeout, retries = _validate_seconds(timeout, "timeout"), _validate_retries(retries)
 
     reason = "not checked"
-    for _ in range(max(int(retries), 1)):
-        healthy, reason = outpost_health.probe(url, expect, timeout=float(timeout))
+    for _ in range(retries):
+        healthy, reason = outpost_health.probe(url, expect, timeout=timeout)
         if healthy:
             return {"healthy": True, "reason": reason, "version": expect}
     return {"healthy": False, "reason": reason, "version": expect}

@@ -4,12 +4,14 @@ Regressions found by reviewing the release lifecycle: each test's docstring says
 
 import os
 import pathlib
+import shutil
 import threading
 import time
 
 import pytest
 
 from tests.integration.test_shiv_app import current, install
+from tests.support.apps import build_hello
 from tests.support.states import healthz, single
 
 pytestmark = pytest.mark.slow
@@ -130,3 +132,48 @@ def test_an_own_service_account_can_extract_and_run(
     shiv_root = pathlib.Path(outpost_root, "apps", app, "releases", "1.0.0", "x")
     assert shiv_root.stat().st_uid != 0
     assert healthz(app_settings["port"])["version"] == "1.0.0"
+
+
+@pytest.mark.parametrize(
+    ("function", "arguments", "field"),
+    [
+        ("shiv_app.check_health", ["timeout=abc"], "timeout:"),
+        ("shiv_app.check_health", ["retries=0"], "retries:"),
+        ("shiv_app.check_health", ["retries=many"], "retries:"),
+        ("shiv_app.restart_app", ["settle=-1"], "settle:"),
+    ],
+)
+def test_bad_health_check_numbers_name_their_field(
+    salt_call, hello_releases, app_settings, function, arguments, field
+):
+    """check_health parsed timeout and retries with a bare int() and answered with a traceback."""
+    app = "numbers"
+    assert install(salt_call, app, hello_releases["1.0.0"], app_settings)["result"] is True
+
+    refused = salt_call.run(function, app, *arguments)
+
+    assert refused.returncode != 0
+    assert field in str(refused.stdout) + str(refused.stderr)
+    assert healthz(app_settings["port"])["version"] == "1.0.0"
+
+
+def test_a_restart_that_relapses_while_settling_fails_and_says_when(
+    salt_call, ext_tree, hello_releases, app_settings, tmp_path
+):
+    """The master polled a restarted app over the event bus once a second; now the client
+    watches it settle, and a relapse fails the restart."""
+    app = "relapse"
+    assert install(salt_call, app, hello_releases["1.0.0"], app_settings)["result"] is True
+    assert salt_call.run("shiv_app.restart_app", app, "settle=1").data["restarted"] == "1.0.0"
+    manifest = build_hello(tmp_path, "2.0.0", unhealthy_after=2)
+    (ext_tree / "releases" / app).mkdir(parents=True, exist_ok=True)
+    shutil.copy(manifest["path"], ext_tree / "releases" / app / "hello-2.0.0.pyz")
+    failing = dict(manifest, source=f"salt://releases/{app}/hello-2.0.0.pyz")
+    assert install(salt_call, app, failing, app_settings)["result"] is True
+
+    relapsed = salt_call.run("shiv_app.restart_app", app, "settle=8")
+
+    assert relapsed.returncode != 0
+    assert "unhealthy again" in str(relapsed.stdout) + str(relapsed.stderr)
+    journal = salt_call.run("shiv_app.read_journal", app).data
+    assert journal[-1]["action"] == "restart" and journal[-1]["result"] is False
