@@ -176,4 +176,4 @@ def test_a_restart_that_relapses_while_settling_fails_and_says_when(
     assert relapsed.returncode != 0
     assert "unhealthy again" in str(relapsed.stdout) + str(relapsed.stderr)
     journal = salt_call.run("shiv_app.read_journal", app).data
-    assert journal[-1]["action"] == "restart" and journal[-1]["result"] is False
+    assert (journal[-1]["action"], journal[-1]["result"]) == ("restart", False)
