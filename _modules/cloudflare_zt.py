@@ -353,9 +353,16 @@ def remove_cname(name, zone, tunnel=None, target=None, dry_run=False):
 # -- Access ----------------------------------------------------------------------------------
 
 
-def _policy(name, emails, email_domains, groups, require_mfa, include, require, exclude, session):
+def _policy_fields(
+    name, emails, email_domains, groups, require_mfa, include, require, exclude, session_duration
+):
+    """The policy as outpost writes it, from the arguments of ``plan_policy`` and
+    ``write_policy``. They pass ``**locals()`` as their first statement, so the two build it
+    from the same names and a parameter added to one but not here fails at once."""
     allowed = outpost_cloudflare.policy_rules(emails, email_domains, groups, include)
-    return outpost_cloudflare.policy_fields(name, allowed, require_mfa, require, exclude, session)
+    return outpost_cloudflare.policy_fields(
+        name, allowed, require_mfa, require, exclude, session_duration
+    )
 
 
 def plan_policy(
@@ -406,17 +413,7 @@ def plan_policy(
 
         salt-run salt.cmd cloudflare_zt.plan_policy hello-staff emails='[ops@example.com]'
     """
-    fields = _policy(
-        name,
-        emails,
-        email_domains,
-        groups,
-        require_mfa,
-        include,
-        require,
-        exclude,
-        session_duration,
-    )
+    fields = _policy_fields(**locals())
     return outpost_cloudflare.plan_policy(_api(), fields)[0]
 
 
@@ -444,17 +441,7 @@ def write_policy(
 
         salt-run salt.cmd cloudflare_zt.write_policy hello-staff emails='[ops@example.com]'
     """
-    fields = _policy(
-        name,
-        emails,
-        email_domains,
-        groups,
-        require_mfa,
-        include,
-        require,
-        exclude,
-        session_duration,
-    )
+    fields = _policy_fields(**locals())
     return outpost_cloudflare.apply_policy(_api(), fields)
 
 

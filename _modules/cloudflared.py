@@ -241,6 +241,13 @@ def validate_ingress(ingress, apps=None):
     return outpost_cloudflared.validate_ingress(ingress, _apps(apps))
 
 
+def _config_plan(ingress, tunnel, metrics, apps):
+    """The layout, config.yml's text as asked, and what writing it would change."""
+    layout, text = _wanted_config(ingress, tunnel, metrics, apps)
+    current = outpost_cloudflared.read_text(layout.config_path)
+    return layout, text, outpost_cloudflared.config_changes(current, text)
+
+
 def _wanted_config(ingress, tunnel, metrics, apps):
     layout = _layout()
     metrics = outpost_cloudflared.validate_metrics(metrics)
@@ -279,10 +286,7 @@ def plan_config(ingress=None, tunnel=None, metrics=outpost_cloudflared.DEFAULT_M
 
         salt '*' cloudflared.plan_config tunnel=<uuid> ingress='[{"service": "http_status:404"}]'
     """
-    layout, text = _wanted_config(ingress, tunnel, metrics, apps)
-    return outpost_cloudflared.config_changes(
-        outpost_cloudflared.read_text(layout.config_path), text
-    )
+    return _config_plan(ingress, tunnel, metrics, apps)[2]
 
 
 def write_config(ingress=None, tunnel=None, metrics=outpost_cloudflared.DEFAULT_METRICS, apps=None):
@@ -310,10 +314,7 @@ def write_config(ingress=None, tunnel=None, metrics=outpost_cloudflared.DEFAULT_
 
         salt '*' cloudflared.write_config tunnel=<uuid> ingress='[{"service": "http_status:404"}]'
     """
-    layout, text = _wanted_config(ingress, tunnel, metrics, apps)
-    changes = outpost_cloudflared.config_changes(
-        outpost_cloudflared.read_text(layout.config_path), text
-    )
+    layout, text, changes = _config_plan(ingress, tunnel, metrics, apps)
     if not changes:
         return {"written": False, "path": layout.config_path}
     if not os.path.isdir(layout.config_dir):

@@ -205,20 +205,14 @@ def cname_present(name, zone, tunnel=None, target=None, proxied=True, ttl=None, 
     comment
         Compared only when given. Default: none
     """
-    record = {
-        "tunnel": tunnel,
-        "target": target,
-        "proxied": proxied,
-        "ttl": ttl,
-        "comment": comment,
-    }
+    record = dict(locals())  # every argument, passed on to plan and write as it came
     return _converge(
         name,
         f"CNAME {name} is as requested",
         f"would write CNAME {name}",
         f"wrote CNAME {name}",
-        lambda: __salt__["cloudflare_zt.plan_cname"](name, zone, **record),
-        lambda: __salt__["cloudflare_zt.write_cname"](name, zone, **record),
+        lambda: __salt__["cloudflare_zt.plan_cname"](**record),
+        lambda: __salt__["cloudflare_zt.write_cname"](**record),
     )
 
 
@@ -292,23 +286,14 @@ def access_policy_present(
     session_duration
         Compared only when given. Default: none
     """
-    policy = {
-        "emails": emails,
-        "email_domains": email_domains,
-        "groups": groups,
-        "require_mfa": require_mfa,
-        "include": include,
-        "require": require,
-        "exclude": exclude,
-        "session_duration": session_duration,
-    }
+    policy = dict(locals())  # every argument, passed on to plan and write as it came
     return _converge(
         name,
         f"Access policy {name} is as requested",
         f"would write Access policy {name}",
         f"wrote Access policy {name}",
-        lambda: __salt__["cloudflare_zt.plan_policy"](name, **policy),
-        lambda: __salt__["cloudflare_zt.write_policy"](name, **policy),
+        lambda: __salt__["cloudflare_zt.plan_policy"](**policy),
+        lambda: __salt__["cloudflare_zt.write_policy"](**policy),
     )
 
 

@@ -621,6 +621,36 @@ def remove_cname(api, zone, name, target="", dry_run=False):
 
 # -- Access policies -------------------------------------------------------------------------
 
+_DONE = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+def _access_plan(kind, current, fields):
+    """The changes writing ``fields`` would make to ``current`` (None: there is no such Access
+    ``kind`` yet), and ``current``."""
+    if current is None:
+        return {kind: {"old": None, "new": fields}}, None
+    return field_changes(current, fields), current
+
+
+def _access_write(api, verb, what, function, *ids, changes=None, **body):
+    """Create, update or delete an Access policy or application in the account, and log it
+    (for an update, with the fields that changed)."""
+    api.call(f"{verb} {what}", function, *ids, account_id=api.account, **body)
+    if changes:
+        log.info("%s %s: %s", _DONE[verb], what, ", ".join(sorted(changes)))
+    else:
+        log.info("%s %s", _DONE[verb], what)
+
+
+def _access_remove(api, kind, label, current, resource, dry_run):
+    """Delete ``current``, the Access ``kind`` (policy, application) named ``label``, unless
+    there is none or this is a dry run; the changes either way."""
+    if current is None:
+        return {}
+    if not dry_run:
+        _access_write(api, "delete", f"Access {kind} {label}", resource.delete, current["id"])
+    return {kind: {"old": label, "new": None}}
+
 
 def policy_rules(emails=None, email_domains=None, groups=None, include=None):
     """Access ``include`` rules: each email, each email domain, each identity provider group
@@ -675,10 +705,7 @@ def find_policy(api, name):
 
 
 def plan_policy(api, fields):
-    current = find_policy(api, fields["name"])
-    if current is None:
-        return {"policy": {"old": None, "new": fields}}, None
-    return field_changes(current, fields), current
+    return _access_plan("policy", find_policy(api, fields["name"]), fields)
 
 
 def apply_policy(api, fields):
@@ -686,39 +713,19 @@ def apply_policy(api, fields):
     if not changes:
         return changes
     policies = api.sdk.zero_trust.access.policies
+    what = f"Access policy {fields['name']}"
     if current is None:
-        api.call(
-            f"create Access policy {fields['name']}",
-            policies.create,
-            account_id=api.account,
-            **fields,
-        )
-        log.info("created Access policy %s", fields["name"])
+        _access_write(api, "create", what, policies.create, **fields)
     else:
-        api.call(
-            f"update Access policy {fields['name']}",
-            policies.update,
-            current["id"],
-            account_id=api.account,
-            **fields,
+        _access_write(
+            api, "update", what, policies.update, current["id"], changes=changes, **fields
         )
-        log.info("updated Access policy %s: %s", fields["name"], ", ".join(sorted(changes)))
     return changes
 
 
 def remove_policy(api, name, dry_run=False):
-    current = find_policy(api, name)
-    if current is None:
-        return {}
-    if not dry_run:
-        api.call(
-            f"delete Access policy {name}",
-            api.sdk.zero_trust.access.policies.delete,
-            current["id"],
-            account_id=api.account,
-        )
-        log.info("deleted Access policy %s", name)
-    return {"policy": {"old": name, "new": None}}
+    policies = api.sdk.zero_trust.access.policies
+    return _access_remove(api, "policy", name, find_policy(api, name), policies, dry_run)
 
 
 # -- Access applications ---------------------------------------------------------------------
@@ -768,10 +775,7 @@ def _app_view(app):
 
 
 def plan_app(api, fields):
-    current = _app_view(find_app(api, fields["domain"]))
-    if current is None:
-        return {"application": {"old": None, "new": fields}}, None
-    return field_changes(current, fields), current
+    return _access_plan("application", _app_view(find_app(api, fields["domain"])), fields)
 
 
 def apply_app(api, fields):
@@ -779,15 +783,10 @@ def apply_app(api, fields):
     if not changes:
         return changes
     apps = api.sdk.zero_trust.access.applications
+    what = f"Access application {fields['domain']}"
     if current is None:
         try:
-            api.call(
-                f"create Access application {fields['domain']}",
-                apps.create,
-                account_id=api.account,
-                **fields,
-            )
-            log.info("created Access application %s", fields["domain"])
+            _access_write(api, "create", what, apps.create, **fields)
             return changes
         except CloudflareError as err:
             current = _app_view(find_app(api, fields["domain"])) if err.already_exists else None
@@ -797,30 +796,13 @@ def apply_app(api, fields):
     # PUT replaces the whole application: keep the settings outpost does not own.
     body = {key: current[key] for key in APP_WRITABLE if current.get(key) is not None}
     body.update(fields)
-    api.call(
-        f"update Access application {fields['domain']}",
-        apps.update,
-        current["id"],
-        account_id=api.account,
-        **body,
-    )
-    log.info("updated Access application %s: %s", fields["domain"], ", ".join(sorted(changes)))
+    _access_write(api, "update", what, apps.update, current["id"], changes=changes, **body)
     return changes
 
 
 def remove_app(api, domain, dry_run=False):
-    current = find_app(api, domain)
-    if current is None:
-        return {}
-    if not dry_run:
-        api.call(
-            f"delete Access application {domain}",
-            api.sdk.zero_trust.access.applications.delete,
-            current["id"],
-            account_id=api.account,
-        )
-        log.info("deleted Access application %s", domain)
-    return {"application": {"old": domain, "new": None}}
+    apps = api.sdk.zero_trust.access.applications
+    return _access_remove(api, "application", domain, find_app(api, domain), apps, dry_run)
 
 
 # -- WAF custom rules ------------------------------------------------------------------------

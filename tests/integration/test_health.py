@@ -18,6 +18,7 @@ from demo.supervisor import Supervisord
 from tests.conftest import app_python, client_overrides, free_port, sync_client
 from tests.support.apps import build_hello
 from tests.support.cloudflared import VERSIONS, make_token, publish_standin
+from tests.support.events import decisions, wait_for
 from tests.support.states import healthz, single
 
 pytestmark = pytest.mark.slow
@@ -74,22 +75,6 @@ def install(healer, app, release, port):
     )
 
 
-def decisions(event_listener, salt_master, app, start):
-    events = event_listener.get_events(
-        [(salt_master.id, f"outpost/remediation/{CLIENT}/{app}/*")], after_time=start
-    )
-    return [event.tag.rsplit("/", 1)[1] for event in sorted(events, key=lambda e: e.stamp)]
-
-
-def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def version_or_none(port):
     try:
         return healthz(port, timeout=1)["version"]
@@ -107,7 +92,7 @@ def test_a_stopped_app_is_restarted_and_healthy_again(
     healer.salt_call_cli().run("shiv_app.get_status", app)
     supervisor_ctl(healer, "stop", f"outpost-{app}")
 
-    assert wait_for(lambda: "restart" in decisions(event_listener, salt_master, app, start))
+    assert wait_for(lambda: "restart" in decisions(event_listener, salt_master, CLIENT, app, start))
     assert version_or_none(port) == "1.0.0"
 
 
@@ -130,8 +115,10 @@ def test_a_release_failing_after_its_gate_is_rolled_back(
 
     assert install(healer, app, published["1.2.0"], port)["result"] is True
 
-    assert wait_for(lambda: "rollback" in decisions(event_listener, salt_master, app, start), 90)
-    made = decisions(event_listener, salt_master, app, start)
+    assert wait_for(
+        lambda: "rollback" in decisions(event_listener, salt_master, CLIENT, app, start), 90
+    )
+    made = decisions(event_listener, salt_master, CLIENT, app, start)
     assert [d for d in made if d not in ("recovered", "merged")][0] == "rollback"
     (event,) = event_listener.get_events(
         [(salt_master.id, f"outpost/remediation/{CLIENT}/{app}/rollback")], after_time=start
@@ -154,8 +141,8 @@ def test_identical_events_at_once_make_one_remediation(
         for _ in range(10):
             bus.fire_event({"app": app, "reason": "told so by the test"}, tag)
 
-    assert wait_for(lambda: len(decisions(event_listener, salt_master, app, start)) == 10)
-    made = decisions(event_listener, salt_master, app, start)
+    assert wait_for(lambda: len(decisions(event_listener, salt_master, CLIENT, app, start)) == 10)
+    made = decisions(event_listener, salt_master, CLIENT, app, start)
     assert made.count("merged") == 9
     assert len([d for d in made if d != "merged"]) == 1
 
@@ -175,8 +162,8 @@ def test_forged_unhealthy_events_for_every_client_or_a_healthy_one_do_nothing(
         sent = caller.run("event.send", f"salt/beacon/{client}/app_health/{app}/unhealthy")
         assert sent.data is True
 
-    assert wait_for(lambda: decisions(event_listener, salt_master, app, start), 90)
-    assert decisions(event_listener, salt_master, app, start) == ["not-confirmed"]
+    assert wait_for(lambda: decisions(event_listener, salt_master, CLIENT, app, start), 90)
+    assert decisions(event_listener, salt_master, CLIENT, app, start) == ["not-confirmed"]
     forged = event_listener.get_events(
         [(salt_master.id, f"outpost/remediation/[*]/{app}/*")], after_time=start
     )
@@ -195,8 +182,10 @@ def test_a_flapping_app_gets_bounded_actions_then_an_alert(
         supervisor_ctl(healer, "stop", f"outpost-{app}")
         time.sleep(4)
 
-    assert wait_for(lambda: "alert" in decisions(event_listener, salt_master, app, start), 60)
-    made = decisions(event_listener, salt_master, app, start)
+    assert wait_for(
+        lambda: "alert" in decisions(event_listener, salt_master, CLIENT, app, start), 60
+    )
+    made = decisions(event_listener, salt_master, CLIENT, app, start)
     assert len([d for d in made if d in ("restart", "rollback")]) <= 2, made
     alerts = event_listener.get_events(
         [(salt_master.id, f"outpost/alert/{CLIENT}/{app}")], after_time=start
@@ -256,7 +245,9 @@ def test_a_tunnel_that_is_not_ready_gets_its_connector_restarted(
         found = event_listener.wait_for_events(
             [(salt_master.id, restarted)], timeout=60, after_time=start
         )
-        assert found.found_all_events, decisions(event_listener, salt_master, "cloudflared", start)
+        assert found.found_all_events, decisions(
+            event_listener, salt_master, CLIENT, "cloudflared", start
+        )
         status = caller.run("cloudflared.get_status").data
         assert (status["healthy"], status["service"]) == (True, "RUNNING")
         assert status["pid"] != pid

@@ -12,6 +12,7 @@ import time
 import pytest
 import salt.utils.event
 
+from tests.support.events import decisions, wait_for
 from tests.support.jobcache import kept_texts
 from tests.support.winrm import HOST, INSTALLER, PASSWORD
 
@@ -137,8 +138,10 @@ def test_the_reactor_recovers_a_missing_client_once_per_interval(
         for _ in range(3):
             bus.fire_event({"last_seen": start - 900}, f"outpost/client/{HOST}/missing")
 
-    assert _wait_for(lambda: len(_decisions(event_listener, salt_master, start)) == 3, 180)
-    made = _decisions(event_listener, salt_master, start)
+    assert wait_for(
+        lambda: len(decisions(event_listener, salt_master, HOST, "salt-minion", start)) == 3, 180
+    )
+    made = decisions(event_listener, salt_master, HOST, "salt-minion", start)
     assert made.count("recover") == 1, made
     assert set(made) <= {"recover", "merged", "throttled"}, made
     assert answers(salt_master)
@@ -149,7 +152,9 @@ def test_the_reactor_recovers_a_missing_client_once_per_interval(
         salt_master.config, salt_master.config["sock_dir"], listen=False
     ) as bus:
         bus.fire_event({"last_seen": later - 900}, f"outpost/client/{HOST}/missing")
-    assert _wait_for(lambda: _decisions(event_listener, salt_master, later) == ["throttled"])
+    assert wait_for(
+        lambda: decisions(event_listener, salt_master, HOST, "salt-minion", later) == ["throttled"]
+    )
     keep_events(returns, event_listener, salt_master, start)
     assert not windows_host.host.service_running()
     windows_host.host.start_service()  # leave the client as the next test expects it
@@ -174,22 +179,6 @@ def test_credentials_absent_from_logs_events_and_returns(
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _decisions(event_listener, salt_master, start):
-    events = event_listener.get_events(
-        [(salt_master.id, f"outpost/remediation/{HOST}/salt-minion/*")], after_time=start
-    )
-    return [event.tag.rsplit("/", 1)[1] for event in sorted(events, key=lambda e: e.stamp)]
-
-
-def _wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def _powershell_text(line):
