@@ -59,10 +59,9 @@ sys.path.insert(0, str(REPO))
 
 from demo.lab import BIN, Lab, free_port  # noqa: E402
 from outpost.manifest import load_release  # noqa: E402
-from outpost.notify import announce  # noqa: E402
+from outpost.notify import announce, delivered  # noqa: E402
 from outpost.publish import publish_to_folder  # noqa: E402
 from outpost.signing import generate_keys, sign_manifest  # noqa: E402
-from outpost.web import is_success  # noqa: E402
 from tests.support.apps import build_hello  # noqa: E402
 
 APP = "hello"
@@ -235,8 +234,8 @@ def roll_out(lab, shipped, version, ports):
     release, artifact_url = shipped[version]
     posted_at = time.time()
     started = time.perf_counter()
-    status, reason, _ = announce(release, lab.hook_url, artifact_url, lab.secret)
-    if not is_success(status):
+    status, reason, answer = announce(release, lab.hook_url, artifact_url, lab.secret)
+    if not delivered(status, answer):
         raise BenchError(f"the webhook answered {status} {reason} to {version}")
     live = wait_all_live(ports, version, started)
     rollout = wait_rollout_done(lab, version)

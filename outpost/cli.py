@@ -20,7 +20,7 @@ from outpost.audit import DEFAULT_TRAIL, FORMATS, report_trail, verify_trail
 from outpost.build import build_release
 from outpost.errors import BadArgument, OutpostError
 from outpost.manifest import load_release
-from outpost.notify import announce
+from outpost.notify import announce, delivered
 from outpost.publish import DEFAULT_URL_PREFIX, publish_over_https, publish_to_folder
 from outpost.scan import scan_release
 from outpost.signing import generate_keys, sign_manifest
@@ -402,7 +402,13 @@ def run_release_notify(args):
     text = answer.decode("utf-8", errors="replace").strip()
     if text:
         print(text[:ANSWER_MAX_CHARS])
-    return 0 if is_success(status) else 1
+    if is_success(status) and not delivered(status, answer):
+        print(
+            "outpost: salt-api could not put the announcement on the master's event bus; "
+            "post it again",
+            file=sys.stderr,
+        )
+    return 0 if delivered(status, answer) else 1
 
 
 def main(argv=None):

@@ -50,3 +50,15 @@ def announce(release, hook_url, artifact_url, secret, cacert=None, now=None):
     request = urllib.request.Request(hook_url, data=raw_body, headers=headers, method="POST")
     log.info("announcing %s %s to %s", release.app, release.manifest["version"], hook_url)
     return send(request, context)
+
+
+def delivered(status, answer):
+    """Whether the announcement reached the master's event bus. salt-api answers a hook with
+    HTTP 200 even when it could not fire the event, saying so only in ``{"success": false}``."""
+    if not 200 <= status < 300:
+        return False
+    try:
+        said = json.loads(answer)
+    except ValueError:
+        return True  # not salt-api's JSON: the HTTP status is all there is
+    return not (isinstance(said, dict) and said.get("success") is False)
