@@ -32,6 +32,7 @@ import secrets
 import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 
@@ -347,8 +348,7 @@ def render(results, heartbeat):
 
 def main(argv=None):
     args = parse_args(argv)
-    work_dir = pathlib.Path(REPO / ".bench-scale-build")
-    work_dir.mkdir(exist_ok=True)
+    work_dir = pathlib.Path(tempfile.mkdtemp(prefix="outpost-bench-scale-"))
     try:
         releases, public = build_releases(work_dir, [VERSION])
         results = []
