@@ -1,0 +1,10 @@
+# The pillar tree of a site's clients. The master's ext_pillars add the rest per client:
+# outpost_registry the desired release of each app (version, source, source_hash),
+# outpost_vault the secrets behind `vault:` references, outpost_cloudflare the tunnel token.
+base:
+  '*':
+    - outpost.client
+  # The clients that run hello; the master's outpost:apps:hello:clients names the same ones.
+  'client-*':
+    - outpost.apps.hello
+    - outpost.cloudflared
