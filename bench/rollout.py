@@ -658,6 +658,9 @@ def targets_met(results):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not (BIN / "ansible-playbook").exists():
+        say("bench: Ansible is not installed: make bench (or pip install -e '.[bench]') first")
+        return 1
     # CI's scan step (bandit, the SBOM) is left out here, and publish warns about that each time.
     logging.getLogger("outpost.publish").setLevel(logging.ERROR)
     work_dir = pathlib.Path(tempfile.mkdtemp(prefix="outpost-bench-rollout-"))
