@@ -41,6 +41,9 @@ WINDOWS_DEVICE_NAMES = frozenset(
     ["con", "prn", "aux", "nul"] + [f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10)]
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Health events and remediation books use these for the beacon's heartbeat and the tunnel
+# connector: an app so named would be taken for them.
+RESERVED_NAMES = frozenset(["heartbeat", "cloudflared"])
 PYZ_NAME = "app.pyz"
 SHIV_ROOT_NAME = "x"
 # Windows' MAX_PATH counts the drive, the separators and a terminating NUL.
@@ -61,6 +64,8 @@ def app_name_problem(name):
         return "is not an app name (lowercase letter, then up to 39 of a-z 0-9 _ -)"
     if name in WINDOWS_DEVICE_NAMES:
         return "is a Windows device name, which cannot name a folder"
+    if name in RESERVED_NAMES:
+        return "is reserved: outpost's health events use it for the heartbeat and the connector"
     return None
 
 

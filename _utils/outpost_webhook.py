@@ -23,6 +23,9 @@ import time
 
 from salt.exceptions import SaltException
 
+# Synced _utils are importable by their bare name; the clients and the CLI share this rule.
+import outpost_release
+
 APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 SEMVER = re.compile(
     r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
@@ -30,6 +33,7 @@ SEMVER = re.compile(
 )
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_AGE_SECONDS = 300
+TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
 MAX_BODY_BYTES = 256 * 1024
 # Who receives the release is outpost's own configuration, never the request's to say.
 TARGETING_KEYS = {"tgt", "target", "targets", "tgt_type", "minions", "clients", "ring", "rings"}
@@ -63,6 +67,16 @@ def header(headers, name):
     return None
 
 
+def timestamp(stamp):
+    """Unix seconds in ASCII digits only: int() would also take a sign, white space, ``_`` and
+    other scripts' digits, each one more spelling of the same signed time."""
+    if not TIMESTAMP.fullmatch(str(stamp)):
+        raise RefusedRelease(
+            "headers: X-Outpost-Timestamp is not Unix seconds (digits, no leading zero)"
+        )
+    return int(stamp)
+
+
 def check_hmac(secret, headers, raw_body, now=None, max_age=MAX_AGE_SECONDS):
     if not secret:
         raise RefusedRelease("configuration: no webhook secret is set on the master")
@@ -70,10 +84,7 @@ def check_hmac(secret, headers, raw_body, now=None, max_age=MAX_AGE_SECONDS):
     given = header(headers, "X-Outpost-Signature")
     if not stamp or not given:
         raise RefusedRelease("headers: X-Outpost-Timestamp and X-Outpost-Signature are required")
-    try:
-        sent_at = int(stamp)
-    except ValueError:
-        raise RefusedRelease("headers: X-Outpost-Timestamp is not Unix seconds") from None
+    sent_at = timestamp(stamp)
 
     if not hmac.compare_digest(hmac_signature(secret, sent_at, raw_body), str(given)):
         raise RefusedRelease("headers: X-Outpost-Signature does not match the body")
@@ -105,6 +116,9 @@ def check_schema(body, allowlist):
     if not isinstance(manifest, dict):
         raise RefusedRelease("manifest: missing or not an object")
     _check(manifest.get("app"), APP_NAME, "manifest.app", "an app name")
+    problem = outpost_release.app_name_problem(manifest["app"])
+    if problem:
+        raise RefusedRelease(f"manifest.app: {problem}")
     _check(manifest.get("version"), SEMVER, "manifest.version", "a semantic version")
     _check(manifest.get("sha256"), SHA256, "manifest.sha256", "64 lowercase hex digits")
     url = body.get("artifact_url")
@@ -172,6 +186,6 @@ def verify_announcement(raw_body, headers, secret, public_keys, allowlist, now=N
 def announcement_key(raw_body, headers):
     """One announcement, however many masters hear it: its timestamp and body, hashed. CI's
     retry of the same request has the same key; a new notify has a new timestamp."""
-    stamp = str(header(headers, "X-Outpost-Timestamp") or "")
+    stamp = str(timestamp(header(headers, "X-Outpost-Timestamp")))
     digest = hashlib.sha256(stamp.encode() + b"." + _as_bytes(raw_body)).hexdigest()
     return f"announcement:{digest}"

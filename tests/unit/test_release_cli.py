@@ -829,6 +829,7 @@ def rewrite_manifest(manifest_path, **changes):
         ({"app": "../x"}, "app"),
         ({"app": 7}, "app"),
         ({"app": "con"}, "app"),
+        ({"app": "heartbeat"}, "app"),
         ({"sha256": "x"}, "sha256"),
         ({"scan": "x"}, "scan"),
         ({"scan": {"sbom": "x"}}, "scan.sbom"),

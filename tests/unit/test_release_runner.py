@@ -133,6 +133,42 @@ def test_an_exact_replay_is_a_duplicate_and_starts_nothing(runner, signing_key):
     assert len(registry(runner).rollouts("hello")) == 1
 
 
+@pytest.mark.parametrize("spelling", ["0{}", " {} ", "+{}", "{}\n", "\u0661{}"])
+def test_a_respelled_timestamp_cannot_replay_a_halted_release(runner, signing_key, spelling):
+    """int() takes "0<ts>", "+<ts>" and white space: each spelling was a new announcement of
+    the same signed request, and a halted release may be announced again."""
+    body, headers = announcement(signing_key, "1.2.0")
+    first = runner.receive(body, headers, run=False)
+    registry(runner).update_rollout(first["rollout"], "halted", status="halted")
+    stamp = spelling.format(headers["X-Outpost-Timestamp"])
+    respelled = dict(headers, **{"X-Outpost-Timestamp": stamp})
+
+    again = runner.receive(body, respelled, run=False)
+
+    assert again["accepted"] is False
+    assert again["reason"].startswith("headers: X-Outpost-Timestamp is not Unix seconds")
+    assert len(registry(runner).rollouts("hello")) == 1
+
+
+@pytest.mark.parametrize("app", ["con", "cloudflared", "heartbeat"])
+def test_an_app_no_client_could_install_is_refused(runner, signing_key, app):
+    body, headers = announcement(signing_key, "1.0.0")
+    manifest = dict(json.loads(body)["manifest"], app=app)
+    signed = base64.b64encode(signing_key.sign(outpost_webhook.canonical_manifest(manifest)))
+    body = json.dumps(dict(json.loads(body), manifest=manifest, signature=signed.decode()))
+    stamp = int(time.time())
+    headers = {
+        "X-Outpost-Timestamp": str(stamp),
+        "X-Outpost-Signature": outpost_webhook.hmac_signature(SECRET, stamp, body),
+    }
+
+    done = runner.receive(body, headers, run=False)
+
+    assert done["accepted"] is False
+    assert done["reason"].startswith("manifest.app: is ")
+    assert registry(runner).rollouts(app) == []
+
+
 def test_a_replay_after_its_claim_expired_is_still_one_rollout(runner, signing_key):
     sent = announcement(signing_key, "1.1.0")
     first = runner.receive(*sent, run=False)
