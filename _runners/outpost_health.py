@@ -51,6 +51,7 @@ import salt.client
 import outpost_events
 import outpost_ids
 import outpost_registry
+import outpost_release
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,18 @@ def handle(tag, data):
         log.warning("ignored %s: %r is not one plain minion id", tag, client)
         return {"ignored": f"not one plain minion id: {client!r}"}
     payload = data.get("data", data) if isinstance(data, dict) else {}
+    if not isinstance(payload, dict):
+        return {"ignored": f"{tag}: its data is not a mapping"}
     if parts[3] == "tunnel_health":
         return _tunnel_event(client, parts[4], payload)
     if parts[3] != "app_health":
         return {"ignored": f"not an outpost health beacon event: {tag}"}
-    if parts[4] == "heartbeat":
+    if parts[4] == "heartbeat" and len(parts) == 5:
         return heartbeat(client, payload.get("apps") or {})
+    problem = outpost_release.app_name_problem(parts[4])
+    if problem:
+        log.warning("ignored %s: the app %r %s", tag, parts[4], problem)
+        return {"ignored": f"{tag}: the app {problem}"}
     if len(parts) == 6 and parts[5] == "unhealthy":
         return _heard_before(tag, payload, client, parts[4]) or remediate(
             client, parts[4], payload.get("reason", "unhealthy")
@@ -217,6 +224,8 @@ def remediate(client, app, reason):
         salt-run outpost_health.remediate client-1 hello reason="health check failed"
     """
     outpost_ids.check_minion_id(client)
+    if app != TUNNEL:
+        outpost_release.validate_app_name(app)
     registry = _registry()
     claimed = registry.claim_remediation(client, app, abandon_after=_abandon_after())
     if claimed is None:
@@ -228,16 +237,29 @@ def remediate(client, app, reason):
     result = "not attempted"
     try:
         status = _client_status(client, app)
-        if isinstance(status, dict) and status.get("healthy"):
-            decision, why = "not-confirmed", f"reported {reason!r}"
-            result = "the client answers healthy"
-            log.warning("%s on %s was reported unhealthy but answers healthy", app, client)
+        unconfirmed = _not_confirmed(status)
+        if unconfirmed:
+            decision, why, result = "not-confirmed", f"reported {reason!r}", unconfirmed
+            log.warning("%s on %s was reported %r, but %s", app, client, reason, unconfirmed)
         else:
             decision, why, result = _carry_out(registry, client, app, decision, why, status)
     finally:
         registry.finish_remediation(claimed, decision, why, result)
     _decided(client, app, decision, why, result=result)
     return {"decision": decision, "reason": why, "result": result}
+
+
+def _not_confirmed(status):
+    """Why the client's own answer gives no reason to act, or None. A switch, restart or
+    rollback holding the app's lock will end healthy or put the previous release back itself;
+    a client that cannot say is not acted on blindly."""
+    if not isinstance(status, dict):
+        return f"the client could not say how the app is: {status}"
+    if status.get("healthy"):
+        return "the client answers healthy"
+    if status.get("changing"):
+        return "the client is switching, restarting or rolling back the app right now"
+    return None
 
 
 def _abandon_after():
@@ -283,7 +305,7 @@ def _carry_out(registry, client, app, decision, why, status):
         relapse = _restart(client, app)
         if not relapse:
             return "restart", why, "restarted, healthy"
-        if app == TUNNEL:
+        if app == TUNNEL or _unanswered(relapse, client):
             return _alert(client, app, f"a restart did not help: {relapse}")
         decision, why = "rollback", f"a restart did not help: {relapse}"
     if decision == "rollback":
@@ -304,6 +326,12 @@ def _restart(client, app):
     if not isinstance(restarted, dict):
         return str(restarted)
     return None
+
+
+def _unanswered(relapse, client):
+    """A restart the client did not answer in time may still be running: rolling back on top
+    of it would race it, so a person is asked instead."""
+    return str(relapse).startswith(f"{client} did not answer ")
 
 
 def _alert(client, app, why):

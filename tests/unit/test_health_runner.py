@@ -175,3 +175,59 @@ def test_the_same_event_again_is_merged_and_another_masters_copy_is_left_to_it(r
     assert [first["decision"], again["decision"]] == ["not-confirmed", "merged"]
     assert other == {"decision": "heard by another master"}
     assert called(runner) == ["shiv_app.get_status"]
+
+
+def test_an_app_the_client_is_changing_is_not_acted_on(runner):
+    """A switch holds the app's lock: a restart queued behind it timed out on the master and
+    counted as a relapse, and the rollback that followed undid a release that may be healthy."""
+    answer(runner, **{"shiv_app.get_status": dict(UNHEALTHY, changing=True)})
+
+    done = unhealthy_event(runner, "client-1")
+
+    assert done["decision"] == "not-confirmed"
+    assert "right now" in done["result"]
+    assert called(runner) == ["shiv_app.get_status"]
+
+
+def test_a_restart_the_client_does_not_answer_is_not_rolled_back_on_top_of(runner):
+    def cmd(tgt, fun, arg=(), tgt_type="glob", **kwargs):
+        if fun == "shiv_app.restart_app":
+            return {}
+        return {minion: {"ret": dict(UNHEALTHY, live_since="9999"), "retcode": 0} for minion in tgt}
+
+    runner.local.cmd.side_effect = cmd
+
+    done = unhealthy_event(runner, "client-1")
+
+    assert done["decision"] == "alert"
+    assert "did not answer shiv_app.restart_app" in done["reason"]
+    assert "shiv_app.rollback_release" not in called(runner)
+
+
+def test_a_client_that_cannot_say_how_the_app_is_is_not_acted_on(runner):
+    answer(runner, **{"shiv_app.get_status": "name: 'zz' has no live release"})
+
+    done = unhealthy_event(runner, "client-1")
+
+    assert done["decision"] == "not-confirmed"
+    assert called(runner) == ["shiv_app.get_status"]
+
+
+@pytest.mark.parametrize("app", ["Zz", "con", "a" * 41, "cloudflared", "heartbeat"])
+def test_an_event_naming_no_possible_app_is_ignored(runner, app):
+    """Forged events for made-up apps each became an alert and three calls to the client;
+    an app named like the connector restarted the connector."""
+    done = unhealthy_event(runner, "client-1", app=app)
+
+    assert "ignored" in done
+    runner.local.cmd.assert_not_called()
+    assert runner.emitted == []
+
+
+@pytest.mark.parametrize("data", [{"data": "zzz"}, {"data": ["a"]}])
+def test_an_event_whose_data_is_not_a_mapping_is_ignored(runner, data):
+    """It raised AttributeError after the event's claim was taken, so it was never acted on."""
+    done = runner.handle("salt/beacon/client-1/app_health/hello/unhealthy", data)
+
+    assert "not a mapping" in done["ignored"]
+    runner.local.cmd.assert_not_called()
