@@ -30,8 +30,6 @@ import os
 import re
 import shlex
 import time
-import urllib.error
-import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -39,6 +37,7 @@ import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 # Synced _utils are importable by their bare name while Salt's loader loads a module.
+import outpost_health
 import outpost_release
 import outpost_service
 import outpost_service_windows
@@ -518,19 +517,24 @@ def probe_ready(metrics, timeout=2.0):
     """
     url = f"http://{metrics}/ready"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            status, body = answer.status, answer.read(65536)
-    except urllib.error.HTTPError as err:
-        status, body = err.code, err.read(65536)
-    except (urllib.error.URLError, OSError) as err:
-        return False, f"{url} unreachable: {getattr(err, 'reason', err)}", None
-    try:
-        connections = int(json.loads(body).get("readyConnections"))
-    except (ValueError, TypeError, AttributeError):
-        connections = None
+        status, body = outpost_health.fetch(url, timeout=timeout)
+    except outpost_health.Unreachable as err:
+        return False, f"{url} unreachable: {err}", None
+    connections = _ready_connections(body)
     if status == 200 and connections:
         return True, f"{url}: {connections} connections to Cloudflare's edge", connections
     return False, f"{url} answered HTTP {status} with {connections} ready connections", connections
+
+
+def _ready_connections(body):
+    """The count cloudflared reports, or None: a count is a whole number, not ``true``."""
+    try:
+        count = json.loads(body).get("readyConnections")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return None
+    return count
 
 
 def wait_ready(metrics, deadline_seconds=READY_TIMEOUT, still_running=None):

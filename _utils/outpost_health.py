@@ -2,16 +2,20 @@
 HTTP health checks of app releases.
 
 A release is healthy when its health URL answers 2xx and names the expected version: the
-``version`` field of a JSON body, or else the version anywhere in a text body. Anything else,
-a refused connection and a timeout included, is unhealthy with a reason a person can act on.
+``version`` field of a JSON object, or else the version as a whole word of a text body.
+Anything else, a refused connection and a timeout included, is unhealthy with a reason a person
+can act on.
 """
 
+import contextlib
+import http.client
 import json
 import logging
+import re
+import socket
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from salt.exceptions import SaltInvocationError
 
@@ -36,33 +40,65 @@ def validate_url(url, field="url"):
     return url
 
 
-def probe(url, expect=None, timeout=2.0):
-    """One request. Returns ``(healthy, reason)``; never raises for network trouble."""
+class Unreachable(Exception):
+    """No complete HTTP answer: refused, reset, timed out, or not HTTP at all."""
+
+
+def fetch(url, timeout=2.0, limit=65536):
+    """One GET; ``(status, body)`` of a complete answer within ``timeout`` seconds in all.
+
+    A socket's own timeout counts per read, so an answer dripping in a byte at a time would
+    hold the caller (the beacon runs in the minion's main loop) for as long as it drips: a
+    timer cuts the connection when the whole request is due. Redirects are not followed.
+    """
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    cutter = threading.Timer(timeout, _cut, [connection])
+    cutter.daemon = True
+    cutter.start()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            body = answer.read(65536).decode("utf-8", "replace")
-            status = answer.status
-    except urllib.error.HTTPError as err:
-        return False, f"{url} answered HTTP {err.code}"
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        return False, f"{url} unreachable: {reason}"
+        path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        connection.request("GET", path, headers={"Connection": "close"})
+        answer = connection.getresponse()
+        return answer.status, answer.read(limit)
+    except (http.client.HTTPException, OSError, ValueError) as err:
+        if cutter.finished.is_set():
+            raise Unreachable(f"no complete answer within {timeout:g}s") from None
+        raise Unreachable(str(err) or type(err).__name__) from None
+    finally:
+        cutter.cancel()
+        connection.close()
+
+
+def _cut(connection):
+    with contextlib.suppress(OSError, AttributeError):
+        connection.sock.shutdown(socket.SHUT_RDWR)
+
+
+def probe(url, expect=None, timeout=2.0):
+    """One request. Returns ``(healthy, reason)``; never raises for network or HTTP trouble."""
+    try:
+        status, raw = fetch(url, timeout=timeout)
+    except Unreachable as err:
+        return False, f"{url} unreachable: {err}"
 
     if not 200 <= status < 300:
         return False, f"{url} answered HTTP {status}"
-    if expect and not _names_version(body, expect):
+    if expect and not names_version(raw.decode("utf-8", "replace"), expect):
         return False, f"{url} did not report version {expect}"
     return True, f"{url} answered HTTP {status}"
 
 
-def _names_version(body, expect):
+def names_version(body, expect):
+    """A JSON object's ``version`` field, or the version as a whole word of a text body:
+    ``1.0.0`` is not in ``11.0.0`` nor in ``1.0.0-rc.1``."""
     try:
         document = json.loads(body)
     except ValueError:
-        return expect in body
-    if isinstance(document, dict) and "version" in document:
-        return str(document["version"]) == expect
-    return expect in body
+        word = rf"(?<![0-9A-Za-z.+-]){re.escape(expect)}(?![0-9A-Za-z.+-])"
+        return re.search(word, body) is not None
+    return isinstance(document, dict) and str(document.get("version")) == expect
 
 
 def wait_healthy(url, expect=None, deadline_seconds=30.0, request_timeout=2.0, still_running=None):
