@@ -226,6 +226,15 @@ def epoch(iso):
     return datetime.datetime.fromisoformat(iso).timestamp()
 
 
+def busy_cpu_seconds():
+    """Core-seconds the whole machine has spent busy since boot (``/proc/stat``): what a run
+    costs in CPU, the master's, every client's and every app's together."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 # -- outpost ------------------------------------------------------------------------------------
 
 
@@ -234,15 +243,18 @@ def roll_out(lab, shipped, version, ports):
     release, artifact_url = shipped[version]
     posted_at = time.time()
     started = time.perf_counter()
+    cpu_before = busy_cpu_seconds()
     status, reason, answer = announce(release, lab.hook_url, artifact_url, lab.secret)
     if not delivered(status, answer):
         raise BenchError(f"the webhook answered {status} {reason} to {version}")
     live = wait_all_live(ports, version, started)
+    cpu = busy_cpu_seconds() - cpu_before
     rollout = wait_rollout_done(lab, version)
     if rollout["status"] != "succeeded":
         raise BenchError(f"rollout of {version} {rollout['status']}: {rollout['reason']}")
     return {
         "seconds": max(live.values()),
+        "cpu": cpu,
         "live": live,
         "posted_at": posted_at,
         "accepted": epoch(rollout["created_at"]) - posted_at,
@@ -253,7 +265,7 @@ def roll_out(lab, shipped, version, ports):
 
 def apply_one(lab, client, shipped, version, port):
     """``state.apply outpost.apps`` on one client with ``version`` named in its pillar, as the
-    registry would name it. Returns ``(wall seconds, the state's own seconds)``."""
+    registry would name it. Returns ``(wall seconds, the state's own seconds, core-seconds)``."""
     release, artifact_url = shipped[version]
     wanted = {
         "version": version,
@@ -262,8 +274,10 @@ def apply_one(lab, client, shipped, version, port):
     }
     pillar = json.dumps({"outpost": {"apps": {APP: wanted}}})
     started = time.perf_counter()
+    cpu_before = busy_cpu_seconds()
     answer = lab.salt(client, "state.apply", "outpost.apps", f"pillar={pillar}")
     wall = time.perf_counter() - started
+    cpu = busy_cpu_seconds() - cpu_before
     returned = answer.get(client)
     if not isinstance(returned, dict) or len(returned) != 1:
         raise BenchError(f"state.apply on {client} returned {returned!r}")
@@ -272,7 +286,7 @@ def apply_one(lab, client, shipped, version, port):
         raise BenchError(f"state.apply on {client} did not switch: {result.get('comment')}")
     if healthz_version(port) != version:
         raise BenchError(f"{client}: the state passed but /healthz does not name {version}")
-    return wall, result["duration"] / 1000
+    return wall, result["duration"] / 1000, cpu
 
 
 # -- Ansible ------------------------------------------------------------------------------------
@@ -584,7 +598,9 @@ def measure_in_lab(lab, clients, args, work_dir, releases):
     )
     say(f"  first install: outpost {first['seconds']:.2f}s, Ansible {wall:.2f}s")
 
-    measured = {key: [] for key in ("rollout", "single", "ping", "ansible", "ansible_live")}
+    measured = {
+        key: [] for key in ("rollout", "single", "single_cpu", "ping", "ansible", "ansible_live")
+    }
     measured["explained"] = []
     measured["batches"] = outpost_batches(clients)
     for number in range(args.runs):
@@ -594,8 +610,9 @@ def measure_in_lab(lab, clients, args, work_dir, releases):
         measured["explained"].append(explain_rollout(lab, clients, run))
 
         single = versions["single"][number]
-        wall, state = apply_one(lab, single_client, shipped, single, ports[single_client])
+        wall, state, cpu = apply_one(lab, single_client, shipped, single, ports[single_client])
         measured["single"].append(wall)
+        measured["single_cpu"].append(cpu)
         started = time.perf_counter()
         lab.salt(single_client, "test.ping")
         measured["ping"].append(time.perf_counter() - started)
@@ -648,7 +665,24 @@ def print_report(args, results):
         by_time = sorted(
             range(len(measured["rollout"])), key=lambda i: measured["rollout"][i]["seconds"]
         )
+        print(cpu_floor(measured))
         print("\n".join(measured["explained"][by_time[len(by_time) // 2]]))
+
+
+def cpu_floor(measured):
+    """What the run cost in CPU, and the soonest the machine's cores could have paid for it."""
+    cores = os.cpu_count()
+    cpu = statistics.median(run["cpu"] for run in measured["rollout"])
+    seconds = statistics.median(run["seconds"] for run in measured["rollout"])
+    single = statistics.median(measured["single"])
+    clients = sum(len(batch) for batch in measured["batches"])
+    return (
+        f"CPU: the rollout took {cpu:.1f} core-seconds ({cpu / clients:.2f} per client, master "
+        f"and apps included; {cpu / (cores * seconds):.0%} of the {cores} cores), one minion's "
+        f"state.apply {statistics.median(measured['single_cpu']):.1f}; on {cores} cores that "
+        f"rollout cannot end before {cpu / cores:.2f} s, {cpu / cores / single:.2f}x the "
+        "single run, however it is scheduled"
+    )
 
 
 def targets_met(results):

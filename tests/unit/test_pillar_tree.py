@@ -34,7 +34,8 @@ def test_a_client_gets_the_app_settings_but_no_release(tmp_path):
 
     hello = pillar["outpost"]["apps"]["hello"]
     assert hello["port"] == 8080
-    assert "version" not in hello and "source_hash" not in hello
+    assert "version" not in hello
+    assert "source_hash" not in hello
     assert pillar["outpost"]["beacons"]["app_health"]["failures"] == 3
     assert "token" not in pillar["outpost"]["cloudflared"]
 
