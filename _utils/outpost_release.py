@@ -45,6 +45,9 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # connector: an app so named would be taken for them.
 RESERVED_NAMES = frozenset(["heartbeat", "cloudflared"])
 PYZ_NAME = "app.pyz"
+# Journal actions after which a release is the live one.
+LIVE_ACTIONS = ("activate", "rollback")
+JOURNAL_TAIL_BYTES = 64 * 1024
 SHIV_ROOT_NAME = "x"
 # Windows' MAX_PATH counts the drive, the separators and a terminating NUL.
 WINDOWS_MAX_PATH = 259
@@ -229,20 +232,42 @@ class AppReleases:
             return None
 
     def journal(self, limit=None):
-        try:
-            with open(self.journal_path, encoding="utf-8") as stream:
-                entries = [json.loads(line) for line in stream if line.strip()]
-        except FileNotFoundError:
-            return []
+        entries, _ = self._journal_tail(None)
         return entries[-limit:] if limit else entries
 
     def live_since(self):
         """When the current release last went live (an activation or a rollback to it)."""
         current = self.current()
-        for entry in reversed(self.journal()):
-            if entry["version"] == current and entry["action"] in ("activate", "rollback"):
-                return entry["time"]
+        # The beacon asks every few seconds: the newest entries nearly always answer.
+        for size in (JOURNAL_TAIL_BYTES, None):
+            entries, whole = self._journal_tail(size)
+            for entry in reversed(entries):
+                if entry.get("version") == current and entry.get("action") in LIVE_ACTIONS:
+                    return entry.get("time")
+            if whole:
+                break
         return None
+
+    def _journal_tail(self, size):
+        """The entries in the last ``size`` bytes (None: all), and whether that was all. A line
+        torn by a crash mid-write, or edited by hand, is skipped, not fatal."""
+        try:
+            with open(self.journal_path, "rb") as stream:
+                length = stream.seek(0, os.SEEK_END)
+                whole = size is None or length <= size
+                stream.seek(0 if whole else length - size)
+                lines = stream.read().splitlines()
+        except FileNotFoundError:
+            return [], True
+        entries = []
+        for line in lines if whole else lines[1:]:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries, whole
 
     # -- changing -----------------------------------------------------------------------------
 
@@ -281,11 +306,19 @@ class AppReleases:
         entry = {"time": now_iso(), "app": self.app, "action": action, "version": version}
         entry.update(fields)
         line = json.dumps(entry, sort_keys=True) + "\n"
-        with open(self.journal_path, "a", encoding="utf-8") as stream:
+        with open(self.journal_path, "a+", encoding="utf-8") as stream:
+            # After a line torn by a crash, start a new one rather than extend the torn one.
+            if stream.tell() and not self._ends_with_newline():
+                line = "\n" + line
             stream.write(line)
             stream.flush()
             os.fsync(stream.fileno())
         return entry
+
+    def _ends_with_newline(self):
+        with open(self.journal_path, "rb") as stream:
+            stream.seek(-1, os.SEEK_END)
+            return stream.read(1) == b"\n"
 
     def stage_path(self, version):
         self.ensure_folders()

@@ -106,3 +106,31 @@ def test_names_that_only_resemble_device_names_pass(name):
 def test_sha256_accepts_salt_style_prefix():
     digest = "A" * 64
     assert outpost_release.normalize_sha256(f"sha256={digest}") == "a" * 64
+
+
+def test_a_torn_journal_line_is_skipped_and_the_next_entry_starts_a_line(tmp_path):
+    """A crash mid-write left half a line; every get_status, and so every beacon check,
+    then raised JSONDecodeError, and the app looked unhealthy with no release."""
+    releases = outpost_release.AppReleases(str(tmp_path), "hello")
+    releases.ensure_folders()
+    releases.switch("1.0.0")
+    releases.record("activate", "1.0.0")
+    with open(releases.journal_path, "a", encoding="utf-8") as stream:
+        stream.write('{"time": "t2", "act')
+
+    releases.record("prune", "0.9.0")
+
+    assert [entry["action"] for entry in releases.journal()] == ["activate", "prune"]
+    assert releases.live_since() == releases.journal()[0]["time"]
+
+
+def test_live_since_reaches_past_the_journal_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(outpost_release, "JOURNAL_TAIL_BYTES", 300)
+    releases = outpost_release.AppReleases(str(tmp_path), "hello")
+    releases.ensure_folders()
+    releases.switch("1.0.0")
+    went_live = releases.record("activate", "1.0.0")["time"]
+    for number in range(20):
+        releases.record("install-failed", f"1.1.{number}", reason="x" * 40)
+
+    assert releases.live_since() == went_live
