@@ -32,6 +32,7 @@ raised here reaches the minion's beacon loop.
 """
 
 import logging
+import math
 import time
 
 import salt.utils.beacons
@@ -50,18 +51,32 @@ def __virtual__():
 
 
 def validate(config):
-    if not isinstance(config, list):
-        return False, "app_health beacon: configuration must be a list"
-    settings = salt.utils.beacons.list_to_dict(config)
-    for key in ("failures", "heartbeat"):
-        value = settings.get(key, DEFAULTS[key])
-        if not isinstance(value, (int, float)) or value < 1:
-            return False, f"app_health beacon: {key} must be a number of at least 1"
+    try:
+        _settings(config)
+    except ValueError as err:
+        return False, str(err)
     return True, "valid app_health beacon configuration"
 
 
-def beacon(config):
+def _settings(config):
+    """The configuration as a dict; ValueError names a bad setting. A bool, NaN or a fraction
+    of a failure would break or bend every check (the loader gives beacons no _utils)."""
+    if not isinstance(config, list) or not all(
+        isinstance(item, dict) and len(item) == 1 for item in config
+    ):
+        raise ValueError("app_health beacon: configuration must be a list of one-key mappings")
     settings = dict(DEFAULTS, **salt.utils.beacons.list_to_dict(config))
+    for key in DEFAULTS:
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"app_health beacon: {key} must be a number, not {value!r}")
+        if not math.isfinite(value) or value < 1 or (key == "failures" and value != int(value)):
+            raise ValueError(f"app_health beacon: {key} must be at least 1, not {value!r}")
+    return settings
+
+
+def beacon(config):
+    settings = _settings(config)
     now = time.time()
     events = []
     statuses = {}

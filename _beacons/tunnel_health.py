@@ -48,8 +48,10 @@ def __virtual__():
 def validate(config):
     if not isinstance(config, list):
         return False, "tunnel_health beacon: configuration must be a list"
+    if not all(isinstance(item, dict) and len(item) == 1 for item in config):
+        return False, "tunnel_health beacon: configuration must be a list of one-key mappings"
     failures = salt.utils.beacons.list_to_dict(config).get("failures", DEFAULT_FAILURES)
-    if not isinstance(failures, int) or failures < 1:
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
         return False, "tunnel_health beacon: failures must be a whole number of at least 1"
     return True, "valid tunnel_health beacon configuration"
 
@@ -91,6 +93,8 @@ def _check():
     except Exception as err:  # an unhealthy connector, not a broken beacon
         return {"healthy": False, "reason": str(err), "service": "UNKNOWN"}
     if status.get("service") == "ABSENT":
+        # Removed: were a connector installed again, it starts out healthy.
+        MEMORY.update(failures=0, sent="healthy")
         return None
     return status
 
