@@ -21,6 +21,7 @@ Minion configuration (or pillar)::
 
 import logging
 import os
+import re
 import shutil
 import sys
 import urllib.parse
@@ -181,36 +182,36 @@ def _validate_timeout(health_timeout):
 
 def _validate_seconds(value, field, allow_zero=False):
     try:
-        seconds = float(value)
+        seconds = -1.0 if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         seconds = -1.0
-    low = 0 if allow_zero else 0.001
-    if not low <= seconds <= 3600:
-        lowest = "0" if allow_zero else "more than 0"
-        raise SaltInvocationError(f"{field}: {value!r} is not {lowest} to 3600 seconds")
+    lowest_allowed = seconds >= 0 if allow_zero else seconds > 0
+    if not lowest_allowed or seconds > 3600:
+        lowest = "from 0" if allow_zero else "more than 0"
+        raise SaltInvocationError(f"{field}: {value!r} must be seconds, {lowest} and at most 3600")
     return seconds
 
 
+def _whole_number(value, field, low, high):
+    """An int, a whole float (3.0 from YAML) or digits as text; never a bool, never rounded."""
+    whole_float = isinstance(value, float) and value.is_integer()
+    digits = isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip())
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif whole_float or digits:
+        number = int(value)
+    if number is None or not low <= number <= high:
+        raise SaltInvocationError(f"{field}: {value!r} is not a whole number from {low} to {high}")
+    return number
+
+
 def _validate_retries(retries):
-    if isinstance(retries, bool) or not isinstance(retries, (int, str)):
-        retries = None
-    try:
-        count = int(retries)
-    except (TypeError, ValueError):
-        count = 0
-    if not 1 <= count <= 100:
-        raise SaltInvocationError(f"retries: {retries!r} is not a whole number from 1 to 100")
-    return count
+    return _whole_number(retries, "retries", 1, 100)
 
 
 def _validate_keep(keep):
-    try:
-        number = int(keep)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise SaltInvocationError(f"keep: {keep!r} must be a whole number of at least 1")
-    return number
+    return _whole_number(keep, "keep", 1, 1000)
 
 
 def _health_url(settings):

@@ -1,6 +1,7 @@
 """shiv_app's read-only functions: a bad argument is refused naming it, never a raw error."""
 
 import importlib.util
+import re
 from unittest import mock
 
 import pytest
@@ -64,3 +65,27 @@ def test_read_journal_takes_a_limit_given_as_text(shiv_app):
     with mock.patch.object(shiv_app, "_releases", return_value=releases):
         assert shiv_app.read_journal("hello", limit="5") == [{"event": "installed"}]
     releases.journal.assert_called_once_with(limit=5)
+
+
+@pytest.mark.parametrize("value", [3.7, True, "3.0", "", None, 0, 101, "\u0663"])
+def test_retries_is_a_whole_number_named_as_given(shiv_app, value):
+    """retries=3.7 was refused as 'retries: None'; keep=2.9 quietly meant 2 and keep=True 1."""
+    with pytest.raises(SaltInvocationError, match=rf"^retries: {re.escape(repr(value))} is not"):
+        shiv_app._validate_retries(value)
+
+
+@pytest.mark.parametrize("value", [2.9, True, "2.9", 0])
+def test_keep_is_never_rounded(shiv_app, value):
+    with pytest.raises(SaltInvocationError, match=r"^keep: "):
+        shiv_app._validate_keep(value)
+
+
+@pytest.mark.parametrize(("value", "number"), [(3, 3), (3.0, 3), ("3", 3), (" 7 ", 7)])
+def test_whole_numbers_pass_as_int_whole_float_or_digits(shiv_app, value, number):
+    assert shiv_app._validate_keep(value) == number
+
+
+@pytest.mark.parametrize("value", [True, False, float("nan"), float("inf"), 0, 3601, "x"])
+def test_seconds_refuse_bools_and_what_is_no_duration(shiv_app, value):
+    with pytest.raises(SaltInvocationError, match=r"^settle: .* must be seconds, more than 0"):
+        shiv_app._validate_seconds(value, "settle")
