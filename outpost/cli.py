@@ -404,8 +404,8 @@ def run_release_notify(args):
         print(text[:ANSWER_MAX_CHARS])
     if is_success(status) and not delivered(status, answer):
         print(
-            "outpost: salt-api could not put the announcement on the master's event bus; "
-            "post it again",
+            'outpost: the answer is not salt-api\'s {"success": true}, so the announcement may '
+            "not be on the master's event bus: post it again, or check --hook",
             file=sys.stderr,
         )
     return 0 if delivered(status, answer) else 1

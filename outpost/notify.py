@@ -60,5 +60,5 @@ def delivered(status, answer):
     try:
         said = json.loads(answer)
     except ValueError:
-        return True  # not salt-api's JSON: the HTTP status is all there is
-    return not (isinstance(said, dict) and said.get("success") is False)
+        return False  # a proxy's page or a wrong path: nothing says the bus took it
+    return isinstance(said, dict) and said.get("success") is True

@@ -412,17 +412,24 @@ def test_refused_announcement_exits_non_zero(signed, capsys, monkeypatch):
     assert out == 'HTTP 403 Forbidden\n{"error": "signature"}\n'
 
 
-def test_an_announcement_the_masters_bus_did_not_take_exits_non_zero(signed, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "body",
+    [b'{"success": false}', b'{"success": "false"}', b'[{"success": false}]', b"<html>ok</html>"],
+)
+def test_an_announcement_the_masters_bus_did_not_take_exits_non_zero(
+    signed, capsys, monkeypatch, body
+):
     """salt-api answers HTTP 200 with {"success": false} when it could not fire the event, and
-    notify reported that as delivered: the release was never rolled out."""
+    notify reported that as delivered: the release was never rolled out. A proxy's page or a
+    wrong path answering 200 says no more."""
     monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
 
-    with recording_server(answer=(200, b'{"success": false}')) as hook:
+    with recording_server(answer=(200, body)) as hook:
         status, out, err = notify(capsys, signed, hook.url + HOOK_PATH)
 
     assert status == 1
     assert out.startswith("HTTP 200 OK\n")
-    assert "could not put the announcement on the master's event bus" in err
+    assert "may not be on the master's event bus: post it again" in err
 
 
 def test_notify_does_not_follow_a_redirect(signed, capsys, monkeypatch):
