@@ -30,10 +30,10 @@ def opts(tmp_path_factory):
     return opts
 
 
-def render(opts, sls, pillar, functions=None):
+def render(opts, sls, pillar, functions=None, os_family="Debian"):
     pillar_functions = {
         "pillar.get": lambda key, default=None: copy.deepcopy(pillar.get(key, default)),
-        "grains.filter_by": lambda lookup, grain: lookup.get("Debian"),
+        "grains.filter_by": lambda lookup, grain: lookup.get(os_family),
         "slsutil.merge": lambda a, b: salt.utils.dictupdate.merge(copy.deepcopy(a), b),
     }
     result = salt.utils.templates.JINJA(
@@ -42,7 +42,7 @@ def render(opts, sls, pillar, functions=None):
         pillar=pillar,
         salt=dict(pillar_functions, **(functions or {})),
         opts=opts,
-        grains={"os_family": "Debian", "os": "Debian"},
+        grains={"os_family": os_family, "os": os_family},
         saltenv="base",
         sls=sls,
     )
@@ -154,3 +154,37 @@ def test_a_rollout_targets_each_batch_as_a_list(opts):
     gate = arguments(rendered["outpost-orch-rollout-batch-1-gate"])
     assert (apply["tgt"], apply["tgt_type"], apply["timeout"]) == (["c-2", "c-3"], "list", 600)
     assert (gate["soak"], gate["max_failures"]) == (5, 0)
+
+
+def test_beacon_settings_stay_single_values(opts):
+    """failures: "3\n    - enabled: false" added a beacon item of its own."""
+    hostile = {"interval": HOSTILE, "failures": HOSTILE, "heartbeat": HOSTILE}
+    pillar = {"outpost": {"beacons": {"app_health": hostile, "tunnel_health": hostile}}}
+
+    rendered = render(opts, "outpost/beacons/init.sls", pillar)
+
+    for state in ("outpost-beacons-app-health-present", "outpost-beacons-tunnel-health-present"):
+        settings = arguments(rendered[state])
+        assert settings["failures"] == HOSTILE
+        assert "enabled" not in settings
+
+
+def test_windows_downloads_stay_single_values(opts):
+    pillar = {
+        "outpost": {
+            "root": "C:\\outpost",
+            "pythons": {"3.11.9": {"source": HOSTILE, "source_hash": HOSTILE}},
+            "winsw": {"source": HOSTILE, "source_hash": HOSTILE},
+        }
+    }
+
+    python = render(opts, "outpost/python/init.sls", pillar, os_family="Windows")
+    winsw = render(opts, "outpost/winsw/init.sls", pillar, os_family="Windows")
+
+    extracted = arguments(python["outpost-python-3.11.9-extracted"])
+    assert extracted["name"] == "C:\\outpost\\python\\3.11.9"
+    assert extracted["if_missing"] == "C:\\outpost\\python\\3.11.9\\python.exe"
+    assert (extracted["source"], extracted["source_hash"]) == (HOSTILE, HOSTILE)
+    managed = arguments(winsw["outpost-winsw-managed"])
+    assert managed["name"] == "C:\\outpost\\bin\\winsw.exe"
+    assert (managed["source"], managed["source_hash"]) == (HOSTILE, HOSTILE)

@@ -2,7 +2,7 @@
 {%- from "outpost/map.jinja" import outpost with context %}
 {%- for app in outpost.apps | sort %}
 
-outpost-apps-clean-{{ app }}-absent:
+{{ ("outpost-apps-clean-" ~ app ~ "-absent") | json }}:
   shiv_app.absent:
-    - name: {{ app }}
+    - name: {{ app | json }}
 {%- endfor %}

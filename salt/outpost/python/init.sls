@@ -3,13 +3,14 @@
 {%- from "outpost/map.jinja" import outpost, is_windows with context %}
 {%- if is_windows %}
 {%-   for version, python in outpost.pythons | dictsort %}
+{%-     set folder = outpost.root ~ "\\python\\" ~ version %}
 
-outpost-python-{{ version }}-extracted:
+{{ ("outpost-python-" ~ version ~ "-extracted") | json }}:
   archive.extracted:
-    - name: '{{ outpost.root }}\python\{{ version }}'
-    - source: {{ python.source }}
-    - source_hash: {{ python.source_hash }}
+    - name: {{ folder | json }}
+    - source: {{ python.source | json }}
+    - source_hash: {{ python.source_hash | json }}
     - enforce_toplevel: false
-    - if_missing: '{{ outpost.root }}\python\{{ version }}\python.exe'
+    - if_missing: {{ (folder ~ "\\python.exe") | json }}
 {%-   endfor %}
 {%- endif %}

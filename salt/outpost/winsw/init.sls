@@ -4,8 +4,8 @@
 
 outpost-winsw-managed:
   file.managed:
-    - name: '{{ outpost.root }}\bin\winsw.exe'
-    - source: {{ outpost.winsw.source }}
-    - source_hash: {{ outpost.winsw.source_hash }}
+    - name: {{ (outpost.root ~ "\\bin\\winsw.exe") | json }}
+    - source: {{ outpost.winsw.source | json }}
+    - source_hash: {{ outpost.winsw.source_hash | json }}
     - makedirs: true
 {%- endif %}
