@@ -47,6 +47,7 @@ import re
 import time
 
 import salt.client
+import salt.key
 
 import outpost_events
 import outpost_ids
@@ -72,6 +73,9 @@ TUNNEL_STEPS = ("restart",)
 # The longest remediation: confirm, restart (and settle), status, rollback, and one to spare.
 CALLS = 5
 MARGIN = 60
+# Bounds on what one heartbeat stores.
+MAX_HEARTBEAT_APPS = 50
+SHORT_TEXT = 64
 # How Salt words an exception on the client; the reasons read better without it.
 ERROR_PREFIX = re.compile(r"^ERROR( executing '[^']*')?: ")
 
@@ -184,11 +188,35 @@ def heartbeat(client, apps):
     """Record that a client is alive; a client that was missing is announced as back."""
     # Salt does not authenticate event data on the minion's events path: any minion can forge
     # another's heartbeat and keep a dead client looking alive. Actions confirm with the client.
-    was_missing = _registry().record_heartbeat(client, apps, time.time())
+    if client not in _accepted_minions():
+        log.warning("ignored a heartbeat of %s, which has no accepted key", client)
+        return {"ignored": f"{client} has no accepted key on this master"}
+    was_missing = _registry().record_heartbeat(client, _app_summary(apps), time.time())
     if was_missing:
         log.info("client %s is back after missing heartbeats", client)
         _emit(f"outpost/client/{client}/back", {"time": time.time()})
     return {"alive": client}
+
+
+def _accepted_minions():
+    return set(salt.key.get_key(__opts__).list_status("accepted").get("minions", []))
+
+
+def _app_summary(apps):
+    """What a heartbeat may store of its apps: named apps, a short word for release and status
+    each, and no more apps than a client could run; a forged one cannot fill the registry."""
+    if not isinstance(apps, dict):
+        return {}
+    summary = {}
+    for app, state in sorted(apps.items())[:MAX_HEARTBEAT_APPS]:
+        if outpost_release.app_name_problem(app) or not isinstance(state, dict):
+            continue
+        summary[app] = {key: _short(state.get(key)) for key in ("release", "status")}
+    return summary
+
+
+def _short(value):
+    return None if value is None else str(value)[:SHORT_TEXT]
 
 
 def check_heartbeats():

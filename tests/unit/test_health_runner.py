@@ -5,6 +5,7 @@ restarted or rolled back unless the client itself says it is unhealthy.
 """
 
 import importlib.util
+import json
 from unittest import mock
 
 import pytest
@@ -231,3 +232,31 @@ def test_an_event_whose_data_is_not_a_mapping_is_ignored(runner, data):
 
     assert "not a mapping" in done["ignored"]
     runner.local.cmd.assert_not_called()
+
+
+def test_a_heartbeat_of_a_client_without_an_accepted_key_is_not_stored(runner):
+    runner._accepted_minions = lambda: {"client-1"}
+
+    done = runner.handle("salt/beacon/ghost-9/app_health/heartbeat", {"apps": {}})
+
+    assert "no accepted key" in done["ignored"]
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    assert registry.newly_missing(1e12, 1e12) == {}
+
+
+def test_a_heartbeat_stores_a_bounded_summary_of_its_apps(runner):
+    """A forged heartbeat with a 100 KB value went into the registry as it was."""
+    runner._accepted_minions = lambda: {"client-1"}
+    apps = {"hello": {"release": "1.2.0", "status": "x" * 100_000, "extra": "y"}, "Zz": {}}
+    apps.update({f"app{number}": {"status": "healthy"} for number in range(200)})
+
+    runner.handle("salt/beacon/client-1/app_health/heartbeat", {"apps": apps})
+
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    with registry._transaction() as cursor:
+        (stored,) = cursor.one("SELECT apps FROM heartbeats WHERE client = ?", ("client-1",))
+    kept = json.loads(stored)
+    assert len(kept) <= runner.MAX_HEARTBEAT_APPS
+    assert "Zz" not in kept
+    assert kept["app0"] == {"release": None, "status": "healthy"}
+    assert len(stored) < 10_000
