@@ -350,7 +350,8 @@ def _restart(client, app):
         return _relapse(lambda: _call(client, "cloudflared.check_ready"))
 
     # The client watches the settling itself: a probe every 0.2 s, no round trips.
-    restarted = _call(client, "shiv_app.restart_app", app, settle=float(_settings()["settle"]))
+    settle = float(_settings()["settle"])
+    restarted = _call(client, "shiv_app.restart_app", app, settle=settle, extra_wait=settle)
     if not isinstance(restarted, dict):
         return str(restarted)
     return None
@@ -398,14 +399,15 @@ def _went_live_recently(live_since):
     return bool(live_since) and live_since >= _iso_ago(float(_settings()["window"]))
 
 
-def _call(client, function, *args, **kwargs):
-    """One function on one client; a missing answer comes back as a sentence."""
+def _call(client, function, *args, extra_wait=0.0, **kwargs):
+    """One function on one client; a missing answer comes back as a sentence. ``extra_wait``:
+    seconds the function itself spends watching, on top of ``action_timeout``."""
     answers = _local().cmd(
         [client],
         function,
         list(args),
         tgt_type="list",
-        timeout=int(_settings()["action_timeout"]),
+        timeout=int(float(_settings()["action_timeout"]) + extra_wait),
         full_return=True,
         kwarg=kwargs,
     )
