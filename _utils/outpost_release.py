@@ -17,6 +17,7 @@ Nothing here talks to Salt: the execution module is the adapter.
 
 import contextlib
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -407,6 +408,12 @@ class AppReleases:
         return [v for v in installed if v not in kept and v not in protected]
 
 
+# What msvcrt.locking raises while another process holds the byte.
+LOCK_BUSY_ERRNOS = frozenset(
+    number for number in (errno.EDEADLK, getattr(errno, "EDEADLOCK", None), errno.EACCES) if number
+)
+
+
 def _lock_file(handle):
     if os.name == "nt":
         import msvcrt  # pylint: disable=import-outside-toplevel
@@ -416,8 +423,11 @@ def _lock_file(handle):
             try:
                 msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
                 return
-            except OSError:  # LK_LOCK gives up after ten seconds; keep waiting
-                continue
+            except OSError as err:
+                # LK_LOCK gives up after ten seconds (EDEADLOCK): keep waiting. Anything else
+                # (a closed handle, say) would never succeed.
+                if err.errno not in LOCK_BUSY_ERRNOS:
+                    raise
     import fcntl  # pylint: disable=import-outside-toplevel
 
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

@@ -1,7 +1,9 @@
 """The release folder library on its own: validation, path limits, pointers, pruning."""
 
+import errno
 import os
 import shutil
+import sys
 
 import pytest
 from salt.exceptions import SaltInvocationError
@@ -134,3 +136,40 @@ def test_live_since_reaches_past_the_journal_tail(tmp_path, monkeypatch):
         releases.record("install-failed", f"1.1.{number}", reason="x" * 40)
 
     assert releases.live_since() == went_live
+
+
+class FakeMsvcrt:
+    """msvcrt.locking as Windows words it: LK_LOCK gives up after ten seconds with EDEADLOCK."""
+
+    LK_LOCK, LK_NBLCK, LK_UNLCK = 1, 2, 0
+
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+
+    def locking(self, fileno, mode, nbytes):
+        self.calls += 1
+        if self.failures:
+            raise OSError(self.failures.pop(0), "locking")
+
+
+class FakeHandle:
+    def seek(self, position):
+        assert position == 0
+
+    def fileno(self):
+        return 7
+
+
+def test_windows_lock_waits_out_a_busy_byte_but_not_a_broken_handle(monkeypatch):
+    busy = FakeMsvcrt([errno.EDEADLK, errno.EDEADLK])
+    monkeypatch.setitem(sys.modules, "msvcrt", busy)
+    monkeypatch.setattr(os, "name", "nt")
+    outpost_release._lock_file(FakeHandle())
+    assert busy.calls == 3
+
+    broken = FakeMsvcrt([errno.EBADF])
+    monkeypatch.setitem(sys.modules, "msvcrt", broken)
+    with pytest.raises(OSError, match="locking"):
+        outpost_release._lock_file(FakeHandle())
+    assert broken.calls == 1
