@@ -73,6 +73,8 @@ TUNNEL_STEPS = ("restart",)
 # The longest remediation: confirm, restart (and settle), status, rollback, and one to spare.
 CALLS = 5
 MARGIN = 60
+# Seconds between asking a client whether a change of the app is done.
+CHANGING_POLL = 0.5
 # Bounds on what one heartbeat stores.
 MAX_HEARTBEAT_APPS = 50
 SHORT_TEXT = 64
@@ -266,7 +268,11 @@ def remediate(client, app, reason):
     try:
         status = _client_status(client, app)
         unconfirmed = _not_confirmed(status)
-        if unconfirmed:
+        if isinstance(status, dict) and status.get("changing"):
+            decision, why, result = _alert(
+                client, app, f"{reason}; a change of the app has held its lock for too long"
+            )
+        elif unconfirmed:
             decision, why, result = "not-confirmed", f"reported {reason!r}", unconfirmed
             log.warning("%s on %s was reported %r, but %s", app, client, reason, unconfirmed)
         else:
@@ -278,15 +284,12 @@ def remediate(client, app, reason):
 
 
 def _not_confirmed(status):
-    """Why the client's own answer gives no reason to act, or None. A switch, restart or
-    rollback holding the app's lock will end healthy or put the previous release back itself;
-    a client that cannot say is not acted on blindly."""
+    """Why the client's own answer gives no reason to act, or None; a client that cannot say
+    is not acted on blindly."""
     if not isinstance(status, dict):
         return f"the client could not say how the app is: {status}"
     if status.get("healthy"):
         return "the client answers healthy"
-    if status.get("changing"):
-        return "the client is switching, restarting or rolling back the app right now"
     return None
 
 
@@ -302,7 +305,15 @@ def _client_status(client, app):
     may come from another minion. For an app it also names the live release and since when."""
     if app == TUNNEL:
         return _call(client, "cloudflared.check_ready")
-    return _call(client, "shiv_app.get_status", app, quick=True)
+    # A switch, restart or rollback under way ends healthy or puts the previous release back
+    # itself, and the beacon will not send this event again: judge the app once it is done.
+    deadline = time.monotonic() + float(_settings()["action_timeout"])
+    while True:
+        status = _call(client, "shiv_app.get_status", app, quick=True)
+        changing = isinstance(status, dict) and status.get("changing")
+        if not changing or time.monotonic() >= deadline:
+            return status
+        time.sleep(CHANGING_POLL)
 
 
 def _decide(registry, client, app, reason):

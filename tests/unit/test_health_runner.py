@@ -178,16 +178,33 @@ def test_the_same_event_again_is_merged_and_another_masters_copy_is_left_to_it(r
     assert called(runner) == ["shiv_app.get_status"]
 
 
-def test_an_app_the_client_is_changing_is_not_acted_on(runner):
+def test_an_app_the_client_is_changing_is_judged_once_the_change_is_done(runner):
     """A switch holds the app's lock: a restart queued behind it timed out on the master and
     counted as a relapse, and the rollback that followed undid a release that may be healthy."""
-    answer(runner, **{"shiv_app.get_status": dict(UNHEALTHY, changing=True)})
+    runner.CHANGING_POLL = 0
+    statuses = [dict(UNHEALTHY, changing=True)] * 2 + [HEALTHY]
+
+    def cmd(tgt, fun, arg=(), tgt_type="glob", **kwargs):
+        return {minion: {"ret": statuses.pop(0), "retcode": 0} for minion in tgt}
+
+    runner.local.cmd.side_effect = cmd
 
     done = unhealthy_event(runner, "client-1")
 
     assert done["decision"] == "not-confirmed"
-    assert "right now" in done["result"]
-    assert called(runner) == ["shiv_app.get_status"]
+    assert called(runner) == ["shiv_app.get_status"] * 3
+
+
+def test_a_change_that_never_ends_is_left_to_a_person(runner):
+    runner.CHANGING_POLL = 0
+    runner.__opts__["outpost"]["health"]["action_timeout"] = 0
+    answer(runner, **{"shiv_app.get_status": dict(UNHEALTHY, changing=True)})
+
+    done = unhealthy_event(runner, "client-1")
+
+    assert done["decision"] == "alert"
+    assert "held its lock for too long" in done["reason"]
+    assert "shiv_app.restart_app" not in called(runner)
 
 
 def test_a_restart_the_client_does_not_answer_is_not_rolled_back_on_top_of(runner):
