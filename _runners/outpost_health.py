@@ -425,7 +425,9 @@ def _call(client, function, *args, extra_wait=0.0, **kwargs):
     answer = answers.get(client)
     if not isinstance(answer, dict):
         return f"{client} did not answer {function}"
-    if answer.get("retcode"):
+    # get_status and check_health answer an unhealthy app with data and a non-zero retcode;
+    # only an error comes back as text.
+    if answer.get("retcode") and not isinstance(answer.get("ret"), dict):
         return ERROR_PREFIX.sub("", str(answer.get("ret")), count=1)
     return answer.get("ret")
 

@@ -44,7 +44,10 @@ def answer(runner, **by_function):
     def cmd(tgt, fun, arg=(), tgt_type="glob", **kwargs):
         assert tgt_type == "list", tgt_type
         assert isinstance(tgt, list), tgt
-        return {minion: {"ret": by_function[fun], "retcode": 0} for minion in tgt}
+        ret = by_function[fun]
+        # As on a minion: an unhealthy answer is data with a non-zero retcode.
+        unhealthy = isinstance(ret, dict) and ret.get("healthy") is False
+        return {minion: {"ret": ret, "retcode": int(unhealthy)} for minion in tgt}
 
     runner.local.cmd.side_effect = cmd
 
