@@ -56,7 +56,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/yamllint -s pillar/ salt/outpost/defaults.yaml salt/outpost/osfamilymap.yaml
+	$(VENV)/bin/yamllint -s pillar/top.sls pillar/outpost/client.sls pillar/outpost/windows.sls pillar/outpost/cloudflared.sls pillar/outpost/apps/hello.sls salt/outpost/defaults.yaml salt/outpost/osfamilymap.yaml
 
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'

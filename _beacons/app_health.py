@@ -62,7 +62,8 @@ def _settings(config):
     """The configuration as a dict; ValueError names a bad setting. A bool, NaN or a fraction
     of a failure would break or bend every check (the loader gives beacons no _utils)."""
     if not isinstance(config, list) or not all(
-        isinstance(item, dict) and len(item) == 1 for item in config
+        isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)
+        for item in config
     ):
         raise ValueError("app_health beacon: configuration must be a list of one-key mappings")
     settings = dict(DEFAULTS, **salt.utils.beacons.list_to_dict(config))

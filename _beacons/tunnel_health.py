@@ -48,10 +48,14 @@ def __virtual__():
 def validate(config):
     if not isinstance(config, list):
         return False, "tunnel_health beacon: configuration must be a list"
-    if not all(isinstance(item, dict) and len(item) == 1 for item in config):
+    if not all(
+        isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)
+        for item in config
+    ):
         return False, "tunnel_health beacon: configuration must be a list of one-key mappings"
     failures = salt.utils.beacons.list_to_dict(config).get("failures", DEFAULT_FAILURES)
-    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+    whole = isinstance(failures, int) or (isinstance(failures, float) and failures.is_integer())
+    if isinstance(failures, bool) or not whole or failures < 1:
         return False, "tunnel_health beacon: failures must be a whole number of at least 1"
     return True, "valid tunnel_health beacon configuration"
 

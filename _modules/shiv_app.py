@@ -181,8 +181,10 @@ def _validate_timeout(health_timeout):
 
 
 def _validate_seconds(value, field, allow_zero=False):
+    # float() would also take "1_0", " 1 " and other scripts' digits.
+    text = isinstance(value, str) and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value)
     try:
-        seconds = -1.0 if isinstance(value, bool) else float(value)
+        seconds = -1.0 if isinstance(value, bool) or text else float(value)
     except (TypeError, ValueError):
         seconds = -1.0
     lowest_allowed = seconds >= 0 if allow_zero else seconds > 0

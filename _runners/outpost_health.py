@@ -127,7 +127,7 @@ def handle(tag, data):
     if not outpost_ids.is_minion_id(client):
         log.warning("ignored %s: %r is not one plain minion id", tag, client)
         return {"ignored": f"not one plain minion id: {client!r}"}
-    payload = data.get("data", data) if isinstance(data, dict) else {}
+    payload = data.get("data", data) if isinstance(data, dict) else data
     if not isinstance(payload, dict):
         return {"ignored": f"{tag}: its data is not a mapping"}
     if parts[3] == "tunnel_health":
@@ -209,12 +209,15 @@ def _app_summary(apps):
     each, and no more apps than a client could run; a forged one cannot fill the registry."""
     if not isinstance(apps, dict):
         return {}
-    summary = {}
-    for app, state in sorted(apps.items())[:MAX_HEARTBEAT_APPS]:
-        if outpost_release.app_name_problem(app) or not isinstance(state, dict):
-            continue
-        summary[app] = {key: _short(state.get(key)) for key in ("release", "status")}
-    return summary
+    named = sorted(
+        (app, state)
+        for app, state in apps.items()
+        if isinstance(state, dict) and not outpost_release.app_name_problem(app)
+    )
+    return {
+        app: {key: _short(state.get(key)) for key in ("release", "status")}
+        for app, state in named[:MAX_HEARTBEAT_APPS]
+    }
 
 
 def _short(value):
@@ -272,6 +275,10 @@ def remediate(client, app, reason):
             decision, why, result = _alert(
                 client, app, f"{reason}; a change of the app has held its lock for too long"
             )
+        elif not isinstance(status, dict):
+            decision, why, result = _alert(
+                client, app, f"{reason}; the client could not say how the app is: {status}"
+            )
         elif unconfirmed:
             decision, why, result = "not-confirmed", f"reported {reason!r}", unconfirmed
             log.warning("%s on %s was reported %r, but %s", app, client, reason, unconfirmed)
@@ -284,11 +291,8 @@ def remediate(client, app, reason):
 
 
 def _not_confirmed(status):
-    """Why the client's own answer gives no reason to act, or None; a client that cannot say
-    is not acted on blindly."""
-    if not isinstance(status, dict):
-        return f"the client could not say how the app is: {status}"
-    if status.get("healthy"):
+    """Why the client's own answer gives no reason to act, or None."""
+    if isinstance(status, dict) and status.get("healthy"):
         return "the client answers healthy"
     return None
 

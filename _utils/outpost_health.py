@@ -37,6 +37,10 @@ def validate_url(url, field="url"):
         parts = host = None
     if not parts or parts.scheme not in ("http", "https") or not host:
         raise SaltInvocationError(f"{field}: {url!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when asked
+    except ValueError:
+        raise SaltInvocationError(f"{field}: {url!r} has no valid port") from None
     return url
 
 
@@ -48,32 +52,61 @@ def fetch(url, timeout=2.0, limit=65536):
     """One GET; ``(status, body)`` of a complete answer within ``timeout`` seconds in all.
 
     A socket's own timeout counts per read, so an answer dripping in a byte at a time would
-    hold the caller (the beacon runs in the minion's main loop) for as long as it drips: a
-    timer cuts the connection when the whole request is due. Redirects are not followed.
+    hold the caller (the beacon runs in the minion's main loop) for as long as it drips: once
+    connected, a timer cuts the socket when the whole request is due, and whatever was read by
+    then does not count. Connecting is bounded by ``timeout`` per address. Redirects are not
+    followed.
     """
-    parts = urllib.parse.urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
-    cutter = threading.Timer(timeout, _cut, [connection])
-    cutter.daemon = True
-    cutter.start()
+    cut = _Cutter(timeout)
+    connection = None
     try:
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname:
+            raise ValueError("no host in the URL")
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = kind(parts.hostname, parts.port, timeout=timeout)
+        connection.connect()
+        cut.arm(connection.sock)
         path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         connection.request("GET", path, headers={"Connection": "close"})
         answer = connection.getresponse()
-        return answer.status, answer.read(limit)
-    except (http.client.HTTPException, OSError, ValueError) as err:
-        if cutter.finished.is_set():
+        status, body = answer.status, answer.read(limit)
+    except (http.client.HTTPException, OSError, ValueError, TypeError) as err:
+        if cut.fired:
             raise Unreachable(f"no complete answer within {timeout:g}s") from None
         raise Unreachable(str(err) or type(err).__name__) from None
     finally:
-        cutter.cancel()
-        connection.close()
+        cut.disarm()
+        if connection is not None:
+            connection.close()
+    if cut.fired:
+        raise Unreachable(f"no complete answer within {timeout:g}s")
+    return status, body
 
 
-def _cut(connection):
-    with contextlib.suppress(OSError, AttributeError):
-        connection.sock.shutdown(socket.SHUT_RDWR)
+class _Cutter:
+    """Shuts a socket down when a deadline passes, and remembers that it did."""
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+        self.fired = False
+        self.timer = None
+
+    def arm(self, sock):
+        self.timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._cut, [sock])
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _cut(self, sock):
+        self.fired = True
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self):
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 def probe(url, expect=None, timeout=2.0):

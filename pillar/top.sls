@@ -4,6 +4,10 @@
 base:
   '*':
     - outpost.client
+  # Windows clients: where outpost lives, the pinned Pythons and the service wrapper.
+  'os_family:Windows':
+    - match: grain
+    - outpost.windows
   # The clients that run hello; the master's outpost:apps:hello:clients names the same ones.
   'client-*':
     - outpost.apps.hello

@@ -29,7 +29,9 @@ def load(name):
         ("app_health", ["failures"]),
         ("app_health", {"failures": 3}),
         ("tunnel_health", [{"failures": True}]),
-        ("tunnel_health", [{"failures": 2.0}]),
+        ("tunnel_health", [{"failures": 2.5}]),
+        ("tunnel_health", [{1: 2}]),
+        ("app_health", [{1: 2}]),
         ("tunnel_health", ["failures"]),
     ],
 )

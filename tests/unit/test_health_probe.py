@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from salt.exceptions import SaltInvocationError
 
 import outpost_cloudflared
 import outpost_health
@@ -72,6 +73,45 @@ def test_an_answer_dripping_in_is_cut_at_the_timeout(server):
     assert time.monotonic() - started < 3
     assert not healthy
     assert "no complete answer within 1s" in reason
+
+
+def drip_after(head, pause):
+    def reply(connection):
+        connection.sendall(head)
+        for _ in range(40):
+            connection.sendall(b"x")
+            time.sleep(pause)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 40\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Slow: ",
+    ],
+    ids=["body-with-length", "body-until-close", "headers"],
+)
+def test_a_cut_answer_never_counts_as_complete(server, head):
+    """Once the headers said Connection: close, http.client let go of the socket and the timer
+    cut nothing: a dripping body held the probe 10 s; a body cut short passed as healthy."""
+    started = time.monotonic()
+
+    healthy, reason = outpost_health.probe(server(drip_after(head, 0.1)), timeout=1.0)
+
+    assert time.monotonic() - started < 3
+    assert (healthy, reason.endswith("no complete answer within 1s")) == (False, True)
+
+
+@pytest.mark.parametrize(
+    "url", ["http:///healthz", "http://:8080/healthz", "http://127.0.0.1:99999/healthz"]
+)
+def test_a_url_without_host_or_port_is_unhealthy_not_an_exception(url):
+    assert outpost_health.probe(url, timeout=1.0)[0] is False
+    with pytest.raises(SaltInvocationError, match=r"^url: "):
+        outpost_health.validate_url(url)
 
 
 @pytest.mark.parametrize(

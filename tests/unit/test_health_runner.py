@@ -225,13 +225,18 @@ def test_a_restart_the_client_does_not_answer_is_not_rolled_back_on_top_of(runne
     assert "shiv_app.rollback_release" not in called(runner)
 
 
-def test_a_client_that_cannot_say_how_the_app_is_is_not_acted_on(runner):
-    answer(runner, **{"shiv_app.get_status": "name: 'zz' has no live release"})
+@pytest.mark.parametrize("app", ["hello", "cloudflared"])
+def test_a_client_that_cannot_say_how_the_app_is_alerts_a_person(runner, app):
+    """supervisord gone: the beacon reports the app once, and the master dropped it quietly."""
+    error = "supervisorctl: unix:///run/supervisor.sock no such file"
+    answer(runner, **{"shiv_app.get_status": error, "cloudflared.check_ready": error})
 
-    done = unhealthy_event(runner, "client-1")
+    done = runner.remediate("client-1", app, "told so")
 
-    assert done["decision"] == "not-confirmed"
-    assert called(runner) == ["shiv_app.get_status"]
+    assert done["decision"] == "alert"
+    assert "could not say how the app is" in done["reason"]
+    assert runner.emitted[0] == f"outpost/alert/client-1/{app}"
+    assert len(called(runner)) == 1
 
 
 @pytest.mark.parametrize("app", ["Zz", "con", "a" * 41, "cloudflared", "heartbeat"])
@@ -245,7 +250,7 @@ def test_an_event_naming_no_possible_app_is_ignored(runner, app):
     assert runner.emitted == []
 
 
-@pytest.mark.parametrize("data", [{"data": "zzz"}, {"data": ["a"]}])
+@pytest.mark.parametrize("data", [{"data": "zzz"}, {"data": ["a"]}, ["x"], "zzz"])
 def test_an_event_whose_data_is_not_a_mapping_is_ignored(runner, data):
     """It raised AttributeError after the event's claim was taken, so it was never acted on."""
     done = runner.handle("salt/beacon/client-1/app_health/hello/unhealthy", data)
@@ -267,7 +272,7 @@ def test_a_heartbeat_of_a_client_without_an_accepted_key_is_not_stored(runner):
 def test_a_heartbeat_stores_a_bounded_summary_of_its_apps(runner):
     """A forged heartbeat with a 100 KB value went into the registry as it was."""
     runner._accepted_minions = lambda: {"client-1"}
-    apps = {"hello": {"release": "1.2.0", "status": "x" * 100_000, "extra": "y"}, "Zz": {}}
+    apps = {"hello": {"release": "1.2.0", "status": "x" * 100_000, "extra": "y"}, "Zz": {}, 1: {}}
     apps.update({f"app{number}": {"status": "healthy"} for number in range(200)})
 
     runner.handle("salt/beacon/client-1/app_health/heartbeat", {"apps": apps})

@@ -13,7 +13,7 @@ from tests.unit.test_sls_rendering import arguments, render
 PILLAR_TREE = REPO / "pillar"
 
 
-def compile_pillar(tmp_path, minion_id):
+def compile_pillar(tmp_path, minion_id, os_family="Windows"):
     opts = salt.config.minion_config(None)
     opts.update(
         id=minion_id,
@@ -23,7 +23,7 @@ def compile_pillar(tmp_path, minion_id):
         cachedir=str(tmp_path / "cache"),
         ext_pillar=[],
     )
-    grains = {"id": minion_id, "os_family": "Windows"}
+    grains = {"id": minion_id, "os_family": os_family}
     pillar = salt.pillar.Pillar(opts, grains, minion_id, "base").compile_pillar()
     assert "_errors" not in pillar, pillar.get("_errors")
     return pillar
@@ -45,6 +45,15 @@ def test_a_host_outside_the_clients_gets_no_app(tmp_path):
 
     assert "apps" not in pillar["outpost"]
     assert pillar["outpost"]["root"] == "C:\\outpost"
+
+
+def test_a_linux_client_gets_no_windows_settings(tmp_path):
+    """The tree gave every client root C:\\outpost and the Windows Pythons."""
+    pillar = compile_pillar(tmp_path, "client-7", os_family="Debian")
+
+    assert "root" not in pillar["outpost"]
+    assert "pythons" not in pillar["outpost"]
+    assert pillar["outpost"]["apps"]["hello"]["python"] == "/usr/bin/python3.11"
 
 
 def test_the_formula_installs_the_release_the_registry_adds(tmp_path):

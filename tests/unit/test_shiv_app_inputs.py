@@ -85,7 +85,9 @@ def test_whole_numbers_pass_as_int_whole_float_or_digits(shiv_app, value, number
     assert shiv_app._validate_keep(value) == number
 
 
-@pytest.mark.parametrize("value", [True, False, float("nan"), float("inf"), 0, 3601, "x"])
+@pytest.mark.parametrize(
+    "value", [True, False, float("nan"), float("inf"), 0, 3601, "x", "1_0", "\u0663", "1e3"]
+)
 def test_seconds_refuse_bools_and_what_is_no_duration(shiv_app, value):
     with pytest.raises(SaltInvocationError, match=r"^settle: .* must be seconds, more than 0"):
         shiv_app._validate_seconds(value, "settle")

@@ -4,8 +4,8 @@
 outpost:
   apps:
     hello:
-      # A key of outpost:pythons, or an absolute path (Linux: e.g. /usr/bin/python3.11).
-      python: '3.11.9'
+      # A key of outpost:pythons (Windows), or an absolute path.
+      python: "{{ '3.11.9' if grains['os_family'] == 'Windows' else '/usr/bin/python3.11' }}"
       port: 8080
       # Extra arguments after the .pyz; {port} becomes the port.
       args: []
