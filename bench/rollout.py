@@ -231,8 +231,9 @@ def busy_cpu_seconds():
     costs in CPU, the master's, every client's and every app's together."""
     with open("/proc/stat", encoding="ascii") as stat:
         fields = [int(value) for value in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle and iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    # user, nice, system, irq, softirq; not idle, iowait, nor steal (the hypervisor's).
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 # -- outpost ------------------------------------------------------------------------------------
