@@ -32,9 +32,13 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # Dot-separated identifiers after '-' and '+': no empty one, so no trailing '.' and no '..',
 # which Windows would strip or read as a parent folder. Bounded: a version becomes a folder name.
-_IDENTIFIERS = r"(?=[0-9A-Za-z.-]{1,40}(?:\+|\Z))[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+# SemVer: numbers, and numeric pre-release identifiers, have no leading zero (01.0.0 would sort
+# as 1.0.0 and name another folder).
+_NUMBER = r"(?:0|[1-9][0-9]{0,8})"
+_PRE_RELEASE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_IDENTIFIERS = rf"(?=[0-9A-Za-z.-]{{1,40}}(?:\+|\Z)){_PRE_RELEASE_ID}(?:\.{_PRE_RELEASE_ID})*"
 VERSION = re.compile(
-    r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}"
+    rf"{_NUMBER}\.{_NUMBER}\.{_NUMBER}"
     rf"(?:-{_IDENTIFIERS})?(?:\+(?=[0-9A-Za-z.-]{{1,40}}\Z)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
 # Names Windows keeps for devices: a folder called so cannot be made or opened.

@@ -362,7 +362,7 @@ def add_release_notify(actions):
         description=(
             "POST MANIFEST, its signature and ARTIFACT_URL to the master's salt-api webhook, "
             "signed with HMAC-SHA256 under the shared secret read from the environment. Prints "
-            "the answer; exits 1 unless it is 2xx."
+            'the answer; exits 0 only when salt-api answers {"success": true}, 1 otherwise.'
         ),
     )
     add_manifest_argument(notify)

@@ -72,8 +72,10 @@ def load_release(manifest_path):
     except (OSError, ValueError) as err:
         raise ReleaseError(f"{manifest_path}: not a readable JSON manifest ({err})") from None
 
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
+    if not isinstance(manifest, dict):
         raise ReleaseError(f"{manifest_path}: not a manifest from outpost release build")
+    if not isinstance(manifest.get("file"), str):
+        raise ReleaseError(f"{manifest_path}: file: missing or not a file name")
     check_manifest(manifest, path.name)
     return Release(manifest, path)
 

@@ -37,7 +37,7 @@ def test_a_client_gets_the_app_settings_but_no_release(tmp_path):
     assert "version" not in hello
     assert "source_hash" not in hello
     assert pillar["outpost"]["beacons"]["app_health"]["failures"] == 3
-    assert "token" not in pillar["outpost"]["cloudflared"]
+    assert "cloudflared" not in pillar["outpost"]
 
 
 def test_a_host_outside_the_clients_gets_no_app(tmp_path):

@@ -493,6 +493,29 @@ def test_notify_refuses_an_artifact_url_naming_another_file(signed, capsys, monk
     assert hook.requests == []
 
 
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        "http://[bad/hello-1.0.0.pyz",
+        "http://store.example.com/hello-1.0.0.pyz",
+        "file:///srv/hello-1.0.0.pyz",
+        "https://store.example.com:99999/hello-1.0.0.pyz",
+    ],
+)
+def test_notify_refuses_an_artifact_url_clients_could_not_fetch(
+    signed, capsys, monkeypatch, artifact
+):
+    """http://[bad/... was posted to the master as it was."""
+    monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
+
+    with recording_server() as hook:
+        status, _, err = notify(capsys, signed, hook.url + HOOK_PATH, artifact=artifact)
+
+    assert status == 2
+    assert "--artifact-url: " in err
+    assert hook.requests == []
+
+
 # -- publish ----------------------------------------------------------------------------------
 
 
@@ -837,6 +860,8 @@ def rewrite_manifest(manifest_path, **changes):
         ({"app": 7}, "app"),
         ({"app": "con"}, "app"),
         ({"app": "heartbeat"}, "app"),
+        ({"file": None}, "file"),
+        ({"version": "01.0.0"}, "version"),
         ({"sha256": "x"}, "sha256"),
         ({"scan": "x"}, "scan"),
         ({"scan": {"sbom": "x"}}, "scan.sbom"),

@@ -85,6 +85,11 @@ def test_prunable_never_names_current_or_previous():
         (outpost_release.validate_version, "1.0", "version"),
         (outpost_release.validate_version, "1.0.0\n", "version"),
         (outpost_release.validate_version, "{{ 7*7 }}", "version"),
+        (outpost_release.validate_version, "01.0.0", "version"),
+        (outpost_release.validate_version, "1.00.0", "version"),
+        (outpost_release.validate_version, "1.0.0-01", "version"),
+        (outpost_release.validate_version, "heartbeat", "version"),
+        (outpost_release.validate_app_name, "heartbeat", "name"),
         (outpost_release.normalize_sha256, "abc", "source_hash"),
         (outpost_release.normalize_sha256, "md5=" + "0" * 32, "source_hash"),
     ],
@@ -95,7 +100,10 @@ def test_bad_values_name_their_field(check, value, field):
         check(value)
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "1.2.3-rc.1", "1.2.3-rc.1+build.7", "1.0.0-a-b"])
+@pytest.mark.parametrize(
+    "version",
+    ["1.0.0", "1.2.3-rc.1", "1.2.3-rc.1+build.7", "1.0.0-a-b", "1.0.0-0a", "1.0.0-rc.10", "0.0.0"],
+)
 def test_semantic_versions_pass(version):
     assert outpost_release.validate_version(version) == version
 
