@@ -46,8 +46,8 @@ import logging
 import re
 import time
 
+import salt.cache
 import salt.client
-import salt.key
 
 import outpost_events
 import outpost_ids
@@ -190,7 +190,7 @@ def heartbeat(client, apps):
     """Record that a client is alive; a client that was missing is announced as back."""
     # Salt does not authenticate event data on the minion's events path: any minion can forge
     # another's heartbeat and keep a dead client looking alive. Actions confirm with the client.
-    if client not in _accepted_minions():
+    if not _has_accepted_key(client):
         log.warning("ignored a heartbeat of %s, which has no accepted key", client)
         return {"ignored": f"{client} has no accepted key on this master"}
     was_missing = _registry().record_heartbeat(client, _app_summary(apps), time.time())
@@ -200,8 +200,12 @@ def heartbeat(client, apps):
     return {"alive": client}
 
 
-def _accepted_minions():
-    return set(salt.key.get_key(__opts__).list_status("accepted").get("minions", []))
+def _has_accepted_key(client):
+    """One lookup in Salt's key store (whatever ``keys.cache_driver``), not a listing of every
+    key: heartbeats arrive from every client all the time."""
+    keys = salt.cache.Cache(__opts__, driver=__opts__.get("keys.cache_driver", "localfs_key"))
+    entry = keys.fetch("keys", client)
+    return isinstance(entry, dict) and entry.get("state") == "accepted"
 
 
 def _app_summary(apps):
@@ -270,31 +274,27 @@ def remediate(client, app, reason):
     result = "not attempted"
     try:
         status = _client_status(client, app)
-        unconfirmed = _not_confirmed(status)
-        if isinstance(status, dict) and status.get("changing"):
-            decision, why, result = _alert(
-                client, app, f"{reason}; a change of the app has held its lock for too long"
-            )
-        elif not isinstance(status, dict):
+        if not isinstance(status, dict):
             decision, why, result = _alert(
                 client, app, f"{reason}; the client could not say how the app is: {status}"
             )
-        elif unconfirmed:
-            decision, why, result = "not-confirmed", f"reported {reason!r}", unconfirmed
-            log.warning("%s on %s was reported %r, but %s", app, client, reason, unconfirmed)
+        elif status.get("changing"):
+            decision, why, result = _alert(
+                client, app, f"{reason}; a change of the app has held its lock for too long"
+            )
+        elif status.get("healthy"):
+            decision, why, result = (
+                "not-confirmed",
+                f"reported {reason!r}",
+                "the client answers healthy",
+            )
+            log.warning("%s on %s was reported %r, but answers healthy", app, client, reason)
         else:
             decision, why, result = _carry_out(registry, client, app, decision, why, status)
     finally:
         registry.finish_remediation(claimed, decision, why, result)
     _decided(client, app, decision, why, result=result)
     return {"decision": decision, "reason": why, "result": result}
-
-
-def _not_confirmed(status):
-    """Why the client's own answer gives no reason to act, or None."""
-    if isinstance(status, dict) and status.get("healthy"):
-        return "the client answers healthy"
-    return None
 
 
 def _abandon_after():
@@ -348,7 +348,8 @@ def _carry_out(registry, client, app, decision, why, status):
         relapse = _restart(client, app)
         if not relapse:
             return "restart", why, "restarted, healthy"
-        if app == TUNNEL or _unanswered(relapse, client):
+        # A restart the client did not answer may still be running: a rollback would race it.
+        if app == TUNNEL or isinstance(relapse, NoAnswer):
             return _alert(client, app, f"a restart did not help: {relapse}")
         decision, why = "rollback", f"a restart did not help: {relapse}"
     if decision == "rollback":
@@ -368,14 +369,8 @@ def _restart(client, app):
     settle = float(_settings()["settle"])
     restarted = _call(client, "shiv_app.restart_app", app, settle=settle, extra_wait=settle)
     if not isinstance(restarted, dict):
-        return str(restarted)
+        return restarted
     return None
-
-
-def _unanswered(relapse, client):
-    """A restart the client did not answer in time may still be running: rolling back on top
-    of it would race it, so a person is asked instead."""
-    return str(relapse).startswith(f"{client} did not answer ")
 
 
 def _alert(client, app, why):
@@ -414,6 +409,10 @@ def _went_live_recently(live_since):
     return bool(live_since) and live_since >= _iso_ago(float(_settings()["window"]))
 
 
+class NoAnswer(str):
+    """The sentence ``_call`` gives for a client that did not answer in time."""
+
+
 def _call(client, function, *args, extra_wait=0.0, **kwargs):
     """One function on one client; a missing answer comes back as a sentence. ``extra_wait``:
     seconds the function itself spends watching, on top of ``action_timeout``."""
@@ -428,7 +427,7 @@ def _call(client, function, *args, extra_wait=0.0, **kwargs):
     )
     answer = answers.get(client)
     if not isinstance(answer, dict):
-        return f"{client} did not answer {function}"
+        return NoAnswer(f"{client} did not answer {function}")
     # get_status and check_health answer an unhealthy app with data and a non-zero retcode;
     # only an error comes back as text.
     if answer.get("retcode") and not isinstance(answer.get("ret"), dict):

@@ -118,12 +118,12 @@ def probe(url, expect=None, timeout=2.0):
 
     if not 200 <= status < 300:
         return False, f"{url} answered HTTP {status}"
-    if expect and not names_version(raw.decode("utf-8", "replace"), expect):
+    if expect and not _names_version(raw.decode("utf-8", "replace"), expect):
         return False, f"{url} did not report version {expect}"
     return True, f"{url} answered HTTP {status}"
 
 
-def names_version(body, expect):
+def _names_version(body, expect):
     """A JSON object's ``version`` field, or the version as a whole word of a text body:
     ``1.0.0`` is not in ``11.0.0`` nor in ``1.0.0-rc.1``."""
     try:

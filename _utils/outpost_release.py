@@ -310,20 +310,17 @@ class AppReleases:
         os.makedirs(self.app_dir, exist_ok=True)
         entry = {"time": now_iso(), "app": self.app, "action": action, "version": version}
         entry.update(fields)
-        line = json.dumps(entry, sort_keys=True) + "\n"
-        with open(self.journal_path, "a+", encoding="utf-8") as stream:
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        with open(self.journal_path, "a+b") as stream:
             # After a line torn by a crash, start a new one rather than extend the torn one.
-            if stream.tell() and not self._ends_with_newline():
-                line = "\n" + line
+            if stream.seek(0, os.SEEK_END):
+                stream.seek(-1, os.SEEK_END)
+                if stream.read(1) != b"\n":
+                    line = b"\n" + line
             stream.write(line)
             stream.flush()
             os.fsync(stream.fileno())
         return entry
-
-    def _ends_with_newline(self):
-        with open(self.journal_path, "rb") as stream:
-            stream.seek(-1, os.SEEK_END)
-            return stream.read(1) == b"\n"
 
     def stage_path(self, version):
         self.ensure_folders()

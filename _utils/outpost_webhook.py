@@ -23,14 +23,9 @@ import time
 
 from salt.exceptions import SaltException
 
-# Synced _utils are importable by their bare name; the clients and the CLI share this rule.
+# Synced _utils are importable by their bare name; the clients and the CLI share its rules.
 import outpost_release
 
-APP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-SEMVER = re.compile(
-    r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
-    r"(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?"
-)
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_AGE_SECONDS = 300
 TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
@@ -115,11 +110,10 @@ def check_schema(body, allowlist):
     manifest = body.get("manifest")
     if not isinstance(manifest, dict):
         raise RefusedRelease("manifest: missing or not an object")
-    _check(manifest.get("app"), APP_NAME, "manifest.app", "an app name")
-    problem = outpost_release.app_name_problem(manifest["app"])
+    problem = outpost_release.app_name_problem(manifest.get("app"))
     if problem:
         raise RefusedRelease(f"manifest.app: {problem}")
-    _check(manifest.get("version"), SEMVER, "manifest.version", "a semantic version")
+    _check(manifest.get("version"), outpost_release.VERSION, "manifest.version", "a version")
     _check(manifest.get("sha256"), SHA256, "manifest.sha256", "64 lowercase hex digits")
     url = body.get("artifact_url")
     if not isinstance(url, str) or not any(url.startswith(prefix) for prefix in allowlist or ()):
@@ -186,6 +180,7 @@ def verify_announcement(raw_body, headers, secret, public_keys, allowlist, now=N
 def announcement_key(raw_body, headers):
     """One announcement, however many masters hear it: its timestamp and body, hashed. CI's
     retry of the same request has the same key; a new notify has a new timestamp."""
-    stamp = str(timestamp(header(headers, "X-Outpost-Timestamp")))
+    # check_hmac took the timestamp in its one spelling only, so the header is canonical.
+    stamp = str(header(headers, "X-Outpost-Timestamp"))
     digest = hashlib.sha256(stamp.encode() + b"." + _as_bytes(raw_body)).hexdigest()
     return f"announcement:{digest}"

@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 import salt.client
+import salt.config
 from salt.exceptions import SaltInvocationError
 
 import outpost_registry
@@ -260,7 +261,7 @@ def test_an_event_whose_data_is_not_a_mapping_is_ignored(runner, data):
 
 
 def test_a_heartbeat_of_a_client_without_an_accepted_key_is_not_stored(runner):
-    runner._accepted_minions = lambda: {"client-1"}
+    runner._has_accepted_key = lambda client: client == "client-1"
 
     done = runner.handle("salt/beacon/ghost-9/app_health/heartbeat", {"apps": {}})
 
@@ -271,7 +272,7 @@ def test_a_heartbeat_of_a_client_without_an_accepted_key_is_not_stored(runner):
 
 def test_a_heartbeat_stores_a_bounded_summary_of_its_apps(runner):
     """A forged heartbeat with a 100 KB value went into the registry as it was."""
-    runner._accepted_minions = lambda: {"client-1"}
+    runner._has_accepted_key = lambda client: client == "client-1"
     apps = {"hello": {"release": "1.2.0", "status": "x" * 100_000, "extra": "y"}, "Zz": {}, 1: {}}
     apps.update({f"app{number}": {"status": "healthy"} for number in range(200)})
 
@@ -281,7 +282,21 @@ def test_a_heartbeat_stores_a_bounded_summary_of_its_apps(runner):
     with registry._transaction() as cursor:
         (stored,) = cursor.one("SELECT apps FROM heartbeats WHERE client = ?", ("client-1",))
     kept = json.loads(stored)
-    assert len(kept) <= runner.MAX_HEARTBEAT_APPS
+    assert len(kept) == runner.MAX_HEARTBEAT_APPS
     assert "Zz" not in kept
     assert kept["app0"] == {"release": None, "status": "healthy"}
     assert len(stored) < 10_000
+
+
+def test_only_an_accepted_key_in_salts_key_store_counts(runner, tmp_path):
+    """The lookup reads Salt's own key store, one key, whatever its state."""
+    public = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n"
+    for folder, client in (("minions", "client-1"), ("minions_pre", "client-2")):
+        (tmp_path / "pki" / folder).mkdir(parents=True)
+        (tmp_path / "pki" / folder / client).write_text(public)
+    master = salt.config.master_config(None)
+    runner.__opts__ = dict(master, **runner.__opts__, pki_dir=str(tmp_path / "pki"))
+
+    assert runner._has_accepted_key("client-1") is True
+    assert runner._has_accepted_key("client-2") is False
+    assert runner._has_accepted_key("ghost-9") is False
