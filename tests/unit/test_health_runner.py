@@ -4,6 +4,7 @@ named in a tag must be one plain minion id, every call targets it as a list, and
 restarted or rolled back unless the client itself says it is unhealthy.
 """
 
+import datetime
 import importlib.util
 import json
 from unittest import mock
@@ -300,3 +301,65 @@ def test_only_an_accepted_key_in_salts_key_store_counts(runner, tmp_path):
     assert runner._has_accepted_key("client-1") is True
     assert runner._has_accepted_key("client-2") is False
     assert runner._has_accepted_key("ghost-9") is False
+
+
+def recently():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def test_an_app_failing_again_long_after_a_good_restart_is_rolled_back(runner):
+    """The issue's "fails a minute later": the restart looked good, the beacon's next unhealthy
+    event comes after the settle time, and the runner then takes the next step."""
+    answer(
+        runner,
+        **{
+            "shiv_app.get_status": dict(UNHEALTHY, live_since=recently()),
+            "shiv_app.restart_app": {"restarted": "1.2.0"},
+            "shiv_app.rollback_release": {"previous": "1.2.0", "live": "1.1.0"},
+        },
+    )
+
+    first = unhealthy_event(runner, "client-1", sent=1.0)
+    later = unhealthy_event(runner, "client-1", sent=61.0)
+
+    assert (first["decision"], first["result"]) == ("restart", "restarted, healthy")
+    assert later["decision"] == "rollback"
+    assert later["reason"].startswith("unhealthy again after a restart")
+    assert later["result"] == "rolled back from 1.2.0 to 1.1.0"
+    registry = outpost_registry.Registry.from_opts(runner.__opts__)
+    assert registry.desired("hello") == {"client-1": "1.1.0"}
+
+
+def test_an_old_release_failing_again_after_a_restart_is_left_to_a_person(runner):
+    answer(
+        runner,
+        **{
+            "shiv_app.get_status": dict(UNHEALTHY, live_since="2020-01-01T00:00:00+00:00"),
+            "shiv_app.restart_app": {"restarted": "1.2.0"},
+        },
+    )
+
+    unhealthy_event(runner, "client-1", sent=1.0)
+    later = unhealthy_event(runner, "client-1", sent=61.0)
+
+    assert later["decision"] == "alert"
+    assert "not recent, so no rollback" in later["reason"]
+    assert "shiv_app.rollback_release" not in called(runner)
+
+
+def test_a_client_past_its_max_actions_only_gets_alerts(runner):
+    """max_actions counts the restarts and rollbacks of all a client's apps in the window."""
+    answer(
+        runner,
+        **{"shiv_app.get_status": UNHEALTHY, "shiv_app.restart_app": {"restarted": "1.2.0"}},
+    )
+
+    acted = [unhealthy_event(runner, "client-1", app=app) for app in ("a1", "a2", "a3")]
+    fourth = unhealthy_event(runner, "client-1", app="a4")
+    elsewhere = unhealthy_event(runner, "client-2", app="a4")
+
+    assert [done["decision"] for done in acted] == ["restart"] * 3
+    assert fourth["decision"] == "alert"
+    assert fourth["reason"].startswith("3 actions on client-1 within")
+    assert "outpost/alert/client-1/a4" in runner.emitted
+    assert elsewhere["decision"] == "restart"
