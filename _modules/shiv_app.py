@@ -13,7 +13,6 @@ Minion configuration (or pillar)::
       supervisor:                      # Linux service backend
         conf_file: /etc/supervisor/supervisord.conf
         include_dir: /etc/supervisor/conf.d
-        bin_env: /usr/bin/supervisorctl
       windows:                         # Windows service backend
         service_dir: C:\\outpost\\services
         winsw_path: C:\\outpost\\bin\\winsw.exe

@@ -2,7 +2,7 @@
 Service backends: the one interface outpost uses to run an app release as a service.
 
 - ``supervisord`` (Linux): a program file per app in supervisord's include folder, driven through
-  Salt's own ``supervisord`` execution module.
+  supervisord's XML-RPC interface (``outpost_supervisor``).
 - ``windows``: a WinSW wrapper per app, driven through Salt's ``service`` module (see
   ``outpost_service_windows``).
 
@@ -21,6 +21,7 @@ from salt.exceptions import CommandExecutionError
 
 # Synced _utils are importable by their bare name while Salt's loader loads a module.
 import outpost_service_windows
+import outpost_supervisor
 
 INLINE_COMMENT = re.compile(r"\s[;#]")
 
@@ -51,15 +52,18 @@ class SupervisordBackend:
 
     kind = "supervisord"
 
-    def __init__(self, salt_funcs, conf_file, include_dir, bin_env=None):
-        self.salt = salt_funcs
+    def __init__(self, conf_file, include_dir):
         self.conf_file = conf_file
         self.include_dir = include_dir
-        self.bin_env = bin_env
+        self._proxy = None
 
-    def _ctl(self, function, *args, **kwargs):
-        kwargs.update(conf_file=self.conf_file, bin_env=self.bin_env)
-        return self.salt[f"supervisord.{function}"](*args, **kwargs)
+    def _call(self, method, *args, tolerate=()):
+        if self._proxy is None:
+            self._proxy = outpost_supervisor.connect(self.conf_file)
+        try:
+            return outpost_supervisor.call(self._proxy, method, *args, tolerate=tolerate)
+        except outpost_supervisor.SupervisorError as err:
+            raise ServiceError(str(err)) from None
 
     def program_path(self, name):
         return os.path.join(self.include_dir, f"{name}.conf")
@@ -133,35 +137,33 @@ class SupervisordBackend:
                 os.chown(entry, account.pw_uid, account.pw_gid)
 
     def apply(self, name):
-        """Load changed program files; ``update`` rereads them and restarts a changed program."""
-        # update waits a whole supervisord tick (a second) for a changed program to stop;
-        # stopping it first takes a tenth of that, and update then starts the new definition.
-        if f"{name}: changed" in str(self._ctl("reread")).splitlines():
-            self._check(self._ctl("stop", name), name, "stop")
-        self._ctl("update", name=name)
+        """Load a changed program file, as ``supervisorctl update <name>`` does: a changed
+        program is stopped and added again, and starts on its new definition (autostart)."""
+        added, changed, removed = self._call("reloadConfig")[0]
+        if name in changed or name in removed:
+            self._call("stopProcessGroup", name)
+            self._call("removeProcessGroup", name, tolerate=(outpost_supervisor.BAD_NAME,))
+        if name in changed or name in added:
+            self._call("addProcessGroup", name, tolerate=(outpost_supervisor.ALREADY_ADDED,))
 
     def start(self, name):
-        self._check(self._ctl("start", name), name, "start")
+        self._call("startProcess", name, True, tolerate=(outpost_supervisor.ALREADY_STARTED,))
 
     def stop(self, name):
-        if self.status(name)["state"] in ("STOPPED", "EXITED", "FATAL", "ABSENT"):
-            return
-        self._check(self._ctl("stop", name), name, "stop")
+        """Stop and wait for the exit, which stopwaitsecs bounds; a stopped program is left."""
+        not_running = (outpost_supervisor.NOT_RUNNING, outpost_supervisor.BAD_NAME)
+        self._call("stopProcess", name, True, tolerate=not_running)
 
     def restart(self, name):
-        """Stop (supervisorctl waits for the exit, bounded by stopwaitsecs), then start."""
         self.stop(name)
         self.start(name)
 
     def status(self, name):
-        # supervisorctl exits non-zero for a program that is not running, and Salt's
-        # supervisord.status then parses an "ERROR: " prefix as the program name: read it raw.
-        output = self._ctl("status_raw", name=name)
-        for line in str(output).splitlines():
-            fields = line.removeprefix("ERROR: ").split(None, 2)
-            if len(fields) >= 2 and fields[0] == name:
-                return _program_status(fields[1], fields[2] if len(fields) > 2 else "")
-        return {"state": "ABSENT", "running": False, "pid": None}
+        info = self._call("getProcessInfo", name, tolerate=(outpost_supervisor.BAD_NAME,))
+        if info is None:
+            return {"state": "ABSENT", "running": False, "pid": None}
+        state = info["statename"]
+        return {"state": state, "running": state == "RUNNING", "pid": info["pid"] or None}
 
     def remove(self, name):
         path = self.program_path(name)
@@ -169,21 +171,8 @@ class SupervisordBackend:
             return False
         self.stop(name)
         os.remove(path)
-        self._ctl("update", name=name)
+        self.apply(name)
         return True
-
-    @staticmethod
-    def _check(output, name, action):
-        text = str(output)
-        if "ERROR" in text and "already started" not in text and "not running" not in text:
-            raise ServiceError(f"supervisord could not {action} {name}: {text.strip()}")
-
-
-def _program_status(state, reason):
-    pid = None
-    if reason.startswith("pid "):
-        pid = int(reason.split()[1].rstrip(","))
-    return {"state": state, "running": state == "RUNNING", "pid": pid}
 
 
 def _refuse_inline_comment(text, what):
@@ -223,10 +212,8 @@ def backend_for(salt_funcs, config_get):
         )
     conf_file = config_get("outpost:supervisor:conf_file", "/etc/supervisor/supervisord.conf")
     return SupervisordBackend(
-        salt_funcs,
         conf_file=conf_file,
         include_dir=config_get(
             "outpost:supervisor:include_dir", os.path.join(os.path.dirname(conf_file), "conf.d")
         ),
-        bin_env=config_get("outpost:supervisor:bin_env", None),
     )

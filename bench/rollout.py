@@ -23,8 +23,7 @@ seen, so each downloads or copies a fresh zipapp:
 A ``salt client-1 test.ping`` after each single-minion run shows how much of that wall is the
 CLI rather than the job. After the table, the median rollout of each size is taken apart from the
 master's and minions' logs: the reactor, the orchestration's start, each batch's promote, state
-run and gate, and on each client the job's fork, pillar, render, ``shiv_app.installed`` and its
-``supervisorctl update``.
+run and gate, and on each client the job's fork, pillar, render and ``shiv_app.installed``.
 
 Targets, on the medians: 10 clients rolled out in under 2.5 times the single-minion state run
 (no soak), and outpost ahead of Ansible at every size. Run it as ``.venv/bin/python
@@ -388,7 +387,6 @@ JOB_ARRIVED = re.compile(r"Executing command (?P<fun>\S+) with jid (?P<jid>\d+)"
 JOB_FORKED = re.compile(r"Starting a new job (?P<jid>\d+)")
 # salt.state logs this once the State object holds its freshly compiled pillar.
 PILLAR_DONE = "Loading fresh modules for state activity"
-SUPERVISORCTL = re.compile(r"Executing command \S*supervisorctl")
 JOB_RETURN = re.compile(r"Returning information for job: (?P<jid>\d+)")
 
 
@@ -436,7 +434,7 @@ def minion_job(lab, client, since, until):
         arrived = JOB_ARRIVED.search(text)
         if arrived and not job:
             if arrived["fun"] == "state.sls":
-                job = {"arrived": stamp, "jid": arrived["jid"], "ctl": []}
+                job = {"arrived": stamp, "jid": arrived["jid"]}
             continue
         if not job or "returned" in job:
             continue
@@ -446,8 +444,6 @@ def minion_job(lab, client, since, until):
             job["pillar"] = stamp
         elif STATE_RUN.search(text):
             job["state"] = stamp
-        elif SUPERVISORCTL.search(text):
-            job["ctl"].append(stamp)
         elif STATE_DONE.search(text):
             job["state_seconds"] = float(STATE_DONE.search(text)["ms"]) / 1000
         elif JOB_RETURN.search(text):
@@ -489,12 +485,11 @@ def explain_rollout(lab, clients, run):
 
 
 def describe_job(job, posted, live, client):
-    update = job["ctl"][1] - job["ctl"][0] if len(job["ctl"]) > 1 else float("nan")
     return (
         f"{client}: arrives {job['arrived'] - posted:.2f}"
         f", fork {job['forked'] - job['arrived']:.2f}"
         f", pillar {job['pillar'] - job['forked']:.2f}, render {job['state'] - job['pillar']:.2f}"
-        f", shiv_app.installed {job['state_seconds']:.2f} (supervisorctl update {update:.2f})"
+        f", shiv_app.installed {job['state_seconds']:.2f}"
         f", live {live:.2f}, returns {job['returned'] - posted:.2f}"
     )
 

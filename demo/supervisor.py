@@ -11,8 +11,10 @@ BIN = pathlib.Path(sys.executable).parent
 class Supervisord:
     """One supervisord process with its own socket, include folder and logs under ``root``."""
 
-    def __init__(self, root):
+    def __init__(self, root, credentials=None):
         self.root = pathlib.Path(root)
+        # (username, password) that supervisord asks of every client on its socket.
+        self.credentials = credentials
         self.conf_file = self.root / "supervisord.conf"
         self.include_dir = self.root / "conf.d"
         self.socket = self.root / "s.sock"
@@ -21,10 +23,14 @@ class Supervisord:
 
     def write_config(self):
         self.include_dir.mkdir(parents=True, exist_ok=True)
+        login = ""
+        if self.credentials:
+            login = "username={}\npassword={}\n".format(*self.credentials)
         self.conf_file.write_text(
             "[unix_http_server]\n"
             f"file={self.socket}\n"
             "chmod=0700\n"
+            f"{login}"
             "[supervisord]\n"
             f"logfile={self.root / 'supervisord.log'}\n"
             f"pidfile={self.root / 'supervisord.pid'}\n"
@@ -33,6 +39,7 @@ class Supervisord:
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
             "[supervisorctl]\n"
             f"serverurl=unix://{self.socket}\n"
+            f"{login}"
             "[include]\n"
             f"files={self.include_dir}/*.conf\n"
         )
@@ -72,5 +79,4 @@ class Supervisord:
         return {
             "conf_file": str(self.conf_file),
             "include_dir": str(self.include_dir),
-            "bin_env": self.ctl,
         }

@@ -4,9 +4,11 @@ outpost_health runner on the real master, the app under a real supervisord.
 """
 
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -269,6 +271,7 @@ def test_lost_heartbeats_raise_client_missing(healer, event_listener, salt_maste
 
 def supervisor_ctl(healer, *args):
     config = healer.config["outpost"]["supervisor"]
+    supervisorctl = pathlib.Path(sys.executable).parent / "supervisorctl"
     subprocess.run(
-        [config["bin_env"], "-c", config["conf_file"], *args], check=False, capture_output=True
+        [str(supervisorctl), "-c", config["conf_file"], *args], check=False, capture_output=True
     )

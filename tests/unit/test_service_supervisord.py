@@ -1,7 +1,5 @@
 """The supervisord program file: what supervisord's own parsers read back from it."""
 
-from unittest.mock import MagicMock
-
 import pytest
 from supervisor.datatypes import dict_of_key_value_pairs
 from supervisor.options import UnhosedConfigParser
@@ -26,7 +24,7 @@ def spec(**env):
 
 
 def backend():
-    return outpost_service.SupervisordBackend(MagicMock(), "/etc/s.conf", "/etc/s.d")
+    return outpost_service.SupervisordBackend("/etc/s.conf", "/etc/s.d")
 
 
 def environment_line(rendered):
