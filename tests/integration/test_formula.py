@@ -38,6 +38,14 @@ def highstate(salt_call, test=False):
     return ret.data
 
 
+def beacon_settings(items):
+    """A beacon's settings as Salt keeps them, a list of one-key mappings, as one mapping."""
+    merged = {}
+    for item in items:
+        merged.update(item)
+    return merged
+
+
 def changed(results):
     return {key: value["changes"] for key, value in results.items() if value["changes"]}
 
@@ -61,6 +69,7 @@ def test_highstate_converges_the_pillar_apps(
                     "env": {"GREETING": "hello from pillar"},
                 }
             },
+            "beacons": {"app_health": {"interval": 7, "failures": 2, "heartbeat": 120}},
             "cloudflared": {
                 "version": connector["version"],
                 "source": connector["source"],
@@ -97,6 +106,13 @@ def test_highstate_converges_the_pillar_apps(
         assert all(result["result"] for result in applied.values()), applied
         assert healthz(app_settings["port"])["version"] == "1.1.0"
         assert salt_call.run("cloudflared.check_ready").data["healthy"] is True
+        beacons = salt_call.run("beacons.list", "return_yaml=False").data
+        assert beacon_settings(beacons["app_health"]) == {
+            "interval": 7,
+            "failures": 2,
+            "heartbeat": 120,
+        }
+        assert beacon_settings(beacons["tunnel_health"]) == {"interval": 10, "failures": 3}
 
         assert changed(highstate(salt_call)) == {}
     finally:
