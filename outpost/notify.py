@@ -10,20 +10,19 @@ else: it is never printed, logged or sent.
 import json
 import logging
 import time
-import urllib.parse
 import urllib.request
 
 from outpost.errors import BadArgument
 from outpost.manifest import read_signature
 from outpost.signing import hmac_signature
-from outpost.web import check_url, send, tls_context
+from outpost.web import check_artifact_url, check_url, send, tls_context
 
 log = logging.getLogger(__name__)
 
 
 def announcement_body(release, artifact_url):
     """The raw bytes to post: the manifest as signed, its signature, and where the zipapp is."""
-    check_artifact_url(artifact_url)
+    check_artifact_url(artifact_url, "--artifact-url")
     if not artifact_url.endswith("/" + release.published_name):
         raise BadArgument(
             f"--artifact-url: {artifact_url!r} does not end in /{release.published_name}"
@@ -34,17 +33,6 @@ def announcement_body(release, artifact_url):
         "artifact_url": artifact_url,
     }
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def check_artifact_url(url):
-    """Where clients fetch the zipapp: the master's fileserver or an HTTPS store."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - urllib checks the port only when asked
-    except ValueError:
-        raise BadArgument(f"--artifact-url: {url!r} is not a URL") from None
-    if parts.scheme not in ("salt", "https") or not (parts.netloc or parts.path.strip("/")):
-        raise BadArgument(f"--artifact-url: {url!r} is not a salt:// or https:// URL")
 
 
 def announce(release, hook_url, artifact_url, secret, cacert=None, now=None):

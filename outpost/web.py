@@ -23,26 +23,59 @@ class TransferError(OutpostError):
     """Nothing usable came back from a server; the message says what happened."""
 
 
-def check_url(url, option, loopback_http=False):
+def split_url(url, option):
     """
-    Refuse what cannot be sent safely: plain http (except to this machine, if ``loopback_http``),
-    no host, or credentials in the URL, which would end up in logs and printed URLs.
+    ``url`` in parts, refused naming ``option`` when a part is unusable: it does not parse, holds
+    white space or control characters (urlsplit drops some silently), has a port outside 1 to
+    65535, or holds credentials, which would end up in logs, events and printed URLs.
     """
+    if any(ord(char) <= 32 or ord(char) == 127 for char in url):
+        raise BadArgument(f"{option}: {url!r} holds white space or control characters")
     try:
         parts = urllib.parse.urlsplit(url)
-        hostname = parts.hostname
+        parts.hostname  # noqa: B018 - urllib checks the brackets of an IPv6 host only when asked
     except ValueError as err:
         raise BadArgument(f"{option}: {url!r} is not a URL ({err})") from None
+    # urllib checks the port only when asked; unchecked, glibc connects to 99999 as 34463.
+    try:
+        usable_port = parts.port is None or parts.port > 0
+    except ValueError:
+        usable_port = False
+    if not usable_port:
+        raise BadArgument(f"{option}: {url!r}: the port is not a number from 1 to 65535")
     if parts.username or parts.password:
         raise BadArgument(f"{option}: the URL holds credentials; outpost takes them from the env")
-    if not hostname:
+    return parts
+
+
+def check_url(url, option, loopback_http=False):
+    """
+    Refuse what cannot be sent safely: what ``split_url`` refuses, plain http (except to this
+    machine, if ``loopback_http``), or no host.
+    """
+    parts = split_url(url, option)
+    if not parts.hostname:
         raise BadArgument(f"{option}: {url!r} names no host")
     if parts.scheme == "https":
         return url
-    if parts.scheme == "http" and loopback_http and is_loopback(hostname):
+    if parts.scheme == "http" and loopback_http and is_loopback(parts.hostname):
         return url
     allowed = "https:// (or http:// to this machine)" if loopback_http else "https://"
     raise BadArgument(f"{option}: {url!r} is not {allowed}; plain http is refused")
+
+
+def check_artifact_url(url, option):
+    """
+    Where clients fetch a zipapp: the master's fileserver (salt://) or an HTTPS store, with
+    nothing in it the master refuses.
+    """
+    parts = split_url(url, option)
+    on_master = parts.scheme == "salt" and (parts.netloc or parts.path.strip("/"))
+    if not (on_master or (parts.scheme == "https" and parts.hostname)):
+        raise BadArgument(f"{option}: {url!r} is not a salt:// or https:// URL")
+    if ".." in url:
+        raise BadArgument(f"{option}: {url!r} holds '..', which the master refuses")
+    return parts
 
 
 def is_loopback(host):

@@ -516,6 +516,36 @@ def test_notify_refuses_an_artifact_url_clients_could_not_fetch(
     assert hook.requests == []
 
 
+def test_notify_refuses_credentials_in_the_artifact_url(signed, capsys, monkeypatch):
+    """https://u:p@store/... was announced, and the credentials went to the master's events."""
+    monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
+    artifact = "https://ci:hunter2@store.example.com/hello/hello-1.0.0.pyz"
+
+    with recording_server() as hook:
+        status, out, err = notify(capsys, signed, hook.url + HOOK_PATH, artifact=artifact)
+
+    assert status == 2
+    assert "--artifact-url: the URL holds credentials" in err
+    assert "hunter2" not in out + err
+    assert hook.requests == []
+
+
+@pytest.mark.parametrize("port", ["99999", "abc", "0"])
+def test_publish_and_notify_refuse_a_port_out_of_range(signed, capsys, monkeypatch, port):
+    """Port 99999 was used as 99999 modulo 65536, and 'abc' failed late in http.client."""
+    monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
+
+    publish = run_cli(capsys, "release", "publish", signed, "--url", f"https://127.0.0.1:{port}/")
+    announce = notify(capsys, signed, f"http://127.0.0.1:{port}{HOOK_PATH}")
+
+    assert publish[0] == announce[0] == 2
+    assert "--url: " in publish[2]
+    assert "--hook: " in announce[2]
+    for err in (publish[2], announce[2]):
+        assert "the port is not a number from 1 to 65535" in err
+        assert "Traceback" not in err
+
+
 # -- publish ----------------------------------------------------------------------------------
 
 
