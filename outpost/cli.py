@@ -335,12 +335,13 @@ def add_release_publish(actions):
 def run_release_publish(args):
     if args.root and (args.token_env or args.cacert):
         raise BadArgument("--token-env and --cacert go with --url, not --root")
-    if args.url and args.url_prefix:
+    if args.url and args.url_prefix is not None:
         raise BadArgument("--url-prefix goes with --root; with --url the URL is the prefix")
 
     release = load_release(args.manifest)
     if args.root:
-        url = publish_to_folder(release, args.root, args.url_prefix or DEFAULT_URL_PREFIX)
+        prefix = DEFAULT_URL_PREFIX if args.url_prefix is None else args.url_prefix
+        url = publish_to_folder(release, args.root, prefix)
     else:
         token = secret_from_env(args.token_env, "--token-env") if args.token_env else None
         url = publish_over_https(release, args.url, token=token, cacert=args.cacert)

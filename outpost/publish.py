@@ -16,7 +16,14 @@ from pathlib import Path
 from outpost.build import sha256_of
 from outpost.errors import BadArgument
 from outpost.manifest import ReleaseError, check_artifact, check_sbom, read_signature
-from outpost.web import TransferError, check_url, is_success, send, tls_context
+from outpost.web import (
+    TransferError,
+    check_artifact_url,
+    check_url,
+    is_success,
+    send,
+    tls_context,
+)
 
 DEFAULT_URL_PREFIX = "salt://releases"
 PUBLISHED_MODE = 0o644
@@ -43,6 +50,7 @@ def release_files(release):
 
 def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX):
     """Copy the release into ``root/<app>/``; return the artifact URL the master will see."""
+    check_url_prefix(url_prefix)
     root = Path(root)
     if not root.is_dir():
         raise BadArgument(f"--root: {root} is not a folder")
@@ -58,6 +66,14 @@ def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX):
 
     log.info("published %s %s into %s", release.app, release.manifest["version"], folder)
     return f"{url_prefix.rstrip('/')}/{release.app}/{release.published_name}"
+
+
+def check_url_prefix(prefix):
+    """What the master calls the folder: the start of an artifact URL the master accepts."""
+    check_artifact_url(prefix, "--url-prefix")
+    if "?" in prefix or "#" in prefix:
+        raise BadArgument("--url-prefix: paths are appended to it, so no query or fragment")
+    return prefix
 
 
 def already_published(source, target):

@@ -596,6 +596,34 @@ def test_publish_never_changes_a_published_file(tmp_path, signed, capsys):
     assert (root / "hello" / "hello-1.0.0.manifest.json").read_text(encoding="utf-8") == "{}\n"
 
 
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "http://evil.example.com",
+        "javascript:x",
+        "salt://releases\n",
+        "salt://releases/../../",
+        "",
+        "https://ci:hunter2@store.example.com/releases",
+        "salt://releases?x",
+    ],
+)
+def test_publish_refuses_a_url_prefix_clients_could_not_fetch(tmp_path, signed, capsys, prefix):
+    """Such prefixes were printed as the artifact URL after the files were copied, and an empty
+    one silently became salt://releases."""
+    root = tmp_path / "releases"
+    root.mkdir()
+
+    status, out, err = run_cli(
+        capsys, "release", "publish", signed, "--root", root, "--url-prefix", prefix
+    )
+
+    assert status == 2
+    assert "--url-prefix: " in err
+    assert out == ""
+    assert list(root.iterdir()) == []
+
+
 def test_publish_refuses_an_unsigned_release(tmp_path, capsys):
     manifest_path = fake_release(tmp_path / "dist")
     (tmp_path / "releases").mkdir()
