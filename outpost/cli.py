@@ -142,12 +142,19 @@ def run_audit_report(args):
             )
             return 1
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as out:
-            out.write(text)
+        write_report(args.out, text)
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def write_report(path, text):
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as err:
+        raise OutpostError(f"--out: cannot write {path} ({err.strerror or err})") from None
 
 
 def add_release_build(actions):

@@ -268,6 +268,17 @@ def test_outpost_audit_report_names_a_bad_argument(trail, capsys):
     assert "--trail" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("out", [".", "missing/report.txt"])
+def test_outpost_audit_report_names_out_when_it_cannot_write(trail, tmp_path, capsys, out):
+    """--out /tmp said '[Errno 21] Is a directory: /tmp' without naming --out."""
+    target = tmp_path / out
+
+    status = main(["audit", "report", "--trail", str(trail), "--out", str(target)])
+
+    assert status == 1
+    assert f"outpost: error: --out: cannot write {target} (" in capsys.readouterr().err
+
+
 def test_remediations_and_alerts_are_recorded_with_client_app_and_reason(tmp_path):
     path = tmp_path / "trail.jsonl"
     outpost_audit.Trail(path).append(
