@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from outpost.build import check_app_name, sha256_of, write_atomically
+from outpost.build import sha256_of, write_atomically
 from outpost.errors import BadArgument, OutpostError
 from outpost.rules import VERSION, app_name_problem
 
@@ -49,12 +49,8 @@ class Release:
 
     @property
     def app(self):
-        if "app" not in self.manifest:
-            raise ReleaseError(
-                f"{self.manifest_path.name}: no 'app' field; rebuild with "
-                "outpost release build --app NAME"
-            )
-        return check_app_name(self.manifest["app"], f"{self.manifest_path.name}: app")
+        """The app's name, checked by ``check_manifest`` when the release was loaded."""
+        return self.manifest["app"]
 
     @property
     def sbom_path(self):
@@ -83,7 +79,9 @@ def load_release(manifest_path):
 def check_manifest(manifest, where):
     """Every field later steps read, checked before any of them acts: each error names its field."""
     plain_file_name(manifest["file"], f"{where}: file")
-    problem = app_name_problem(manifest["app"]) if "app" in manifest else None
+    if "app" not in manifest:
+        raise ReleaseError(f"{where}: app: missing; rebuild with outpost release build --app NAME")
+    problem = app_name_problem(manifest["app"])
     if problem:
         raise ReleaseError(f"{where}: app: {manifest['app']!r} {problem}")
     version = manifest.get("version")

@@ -914,6 +914,7 @@ def rewrite_manifest(manifest_path, **changes):
         ({"version": None}, "version"),
         ({"version": "../../x"}, "version"),
         ({"version": "1.0.0-."}, "version"),
+        ({"app": None}, "app"),
         ({"app": "../x"}, "app"),
         ({"app": 7}, "app"),
         ({"app": "con"}, "app"),
@@ -927,15 +928,22 @@ def rewrite_manifest(manifest_path, **changes):
         ({"scan": {"bandit": []}}, "scan.bandit"),
     ],
 )
-@pytest.mark.parametrize("command", ["sign", "publish"])
+@pytest.mark.parametrize("command", ["scan", "sign", "publish", "notify"])
 def test_malformed_manifest_is_refused_naming_the_field(
-    tmp_path, keys, capsys, changes, field, command
+    tmp_path, keys, capsys, monkeypatch, changes, field, command
 ):
-    """A manifest without a version, or with app '../x' or scan 'x', crashed or was signed."""
+    """A manifest without a version or an app, or with app '../x' or scan 'x', crashed or was
+    signed."""
+    monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
     manifest_path = rewrite_manifest(fake_release(tmp_path / "dist"), **changes)
     root = tmp_path / "releases"
     root.mkdir()
-    extra = ["--key", keys[0]] if command == "sign" else ["--root", root]
+    extra = {
+        "scan": [],
+        "sign": ["--key", keys[0]],
+        "publish": ["--root", root],
+        "notify": ["--hook", "https://salt.example.com:8000" + HOOK_PATH, "--artifact-url", "x"],
+    }[command]
 
     status, _, err = run_cli(capsys, "release", command, manifest_path, *extra)
 
