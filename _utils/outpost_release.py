@@ -46,6 +46,9 @@ WINDOWS_DEVICE_NAMES = frozenset(
     ["con", "prn", "aux", "nul"] + [f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10)]
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A manifest nests a few levels (its scan results). Deeper JSON is refused before anything walks
+# it: json and the code after it recurse, and run out of stack near 1000 levels.
+MANIFEST_MAX_DEPTH = 32
 # Health events and remediation books use these for the beacon's heartbeat and the tunnel
 # connector: an app so named would be taken for them.
 RESERVED_NAMES = frozenset(["heartbeat", "cloudflared"])
@@ -75,6 +78,19 @@ def app_name_problem(name):
     if name in RESERVED_NAMES:
         return "is reserved: outpost's health events use it for the heartbeat and the connector"
     return None
+
+
+def nesting_depth(value):
+    """How deep lists and objects nest in ``value``, measured without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def validate_app_name(name):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from outpost.build import sha256_of, write_atomically
 from outpost.errors import BadArgument, OutpostError
-from outpost.rules import VERSION, app_name_problem
+from outpost.rules import MANIFEST_MAX_DEPTH, VERSION, app_name_problem, nesting_depth
 
 ED25519_SIGNATURE_BYTES = 64
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -67,9 +67,13 @@ def load_release(manifest_path):
         raise BadArgument(f"MANIFEST: {manifest_path} does not exist") from None
     except (OSError, ValueError) as err:
         raise ReleaseError(f"{manifest_path}: not a readable JSON manifest ({err})") from None
+    except RecursionError:
+        raise ReleaseError(f"{manifest_path}: nested deeper than JSON can be read") from None
 
     if not isinstance(manifest, dict):
         raise ReleaseError(f"{manifest_path}: not a manifest from outpost release build")
+    if nesting_depth(manifest) > MANIFEST_MAX_DEPTH:
+        raise ReleaseError(f"{manifest_path}: nested deeper than {MANIFEST_MAX_DEPTH} levels")
     if not isinstance(manifest.get("file"), str):
         raise ReleaseError(f"{manifest_path}: file: missing or not a file name")
     check_manifest(manifest, path.name)

@@ -1,6 +1,7 @@
 """
-The master's naming rules for apps and versions, from ``_utils/outpost_release.py`` beside this
-package: the CLI refuses exactly what a client would refuse, with no second copy to drift.
+The master's rules for app names, versions and how deep a manifest nests, from
+``_utils/outpost_release.py`` beside this package: the CLI refuses exactly what a client would
+refuse, with no second copy to drift.
 """
 
 import importlib.util
@@ -23,4 +24,6 @@ def _load_release_library():
 _library = _load_release_library()
 APP_NAME = _library.APP_NAME
 VERSION = _library.VERSION
+MANIFEST_MAX_DEPTH = _library.MANIFEST_MAX_DEPTH
 app_name_problem = _library.app_name_problem
+nesting_depth = _library.nesting_depth

@@ -339,7 +339,7 @@ class Trail:
         try:
             entry = json.loads(last)
             return int(entry["seq"]), str(entry["hash"])
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, RecursionError) as err:
             raise TrailUnavailable(
                 f"audit trail {self.path}: its last line is not a record; run outpost audit "
                 "verify before anything is added to it"
@@ -387,6 +387,8 @@ def _parse(number, raw):
         return _malformed(number, "not UTF-8")
     except ValueError:
         return _malformed(number, "not JSON")
+    except RecursionError:
+        return _malformed(number, "nested too deeply")
     if not isinstance(entry, dict):
         return _malformed(number, "not a JSON object")
     why = _shape_problem(entry)

@@ -172,6 +172,23 @@ def test_a_line_that_is_not_json_is_named(trail):
     assert problems(trail) == ["line 2: malformed: not JSON (changed)"]
 
 
+def test_a_deeply_nested_line_is_named_not_a_traceback(trail, capsys):
+    """A line of 100000 '[' ended verify and report in a RecursionError traceback."""
+    with trail.open("a") as out:
+        out.write("[" * 100_000 + "\n")
+
+    verified = main(["audit", "verify", "--trail", str(trail)])
+    verify_out = capsys.readouterr().out
+    reported = main(["audit", "report", "--trail", str(trail)])
+    report_err = capsys.readouterr().err
+
+    assert verified == reported == 1
+    assert "TAMPERED: line 9: malformed: nested too deeply" in verify_out
+    assert "TAMPERED: line 9: malformed: nested too deeply" in report_err
+    with pytest.raises(outpost_audit.TrailUnavailable, match="its last line is not a record"):
+        outpost_audit.Trail(trail).append(story())
+
+
 def test_a_cut_off_end_shows_against_the_head_noted_earlier(trail):
     head = outpost_audit.verify(outpost_audit.Trail(trail).records())["head"]
     trail.write_text("\n".join(lines(trail)[:-1]) + "\n")

@@ -954,6 +954,23 @@ def test_malformed_manifest_is_refused_naming_the_field(
     assert not manifest_path.with_name(manifest_path.name + ".sig").exists()
 
 
+@pytest.mark.parametrize("depth", [40, 995, 100_000])
+def test_a_deeply_nested_manifest_is_refused(tmp_path, keys, capsys, depth):
+    """A manifest of 100000 '[' ended in a RecursionError traceback, and one nested 991 deep
+    was read but crashed while being signed."""
+    manifest_path = fake_release(tmp_path / "dist")
+    text = manifest_path.read_text(encoding="utf-8")
+    nested = "[" * depth + "]" * depth if depth < 1000 else "[" * depth
+    manifest_path.write_text(text.replace('"app": "hello"', f'"x": {nested}, "app": "hello"'))
+
+    status, _, err = run_cli(capsys, "release", "sign", manifest_path, "--key", keys[0])
+
+    assert status == 1
+    assert "hello-1.0.0.manifest.json: nested deeper than " in err
+    assert "Traceback" not in err
+    assert not manifest_path.with_name(manifest_path.name + ".sig").exists()
+
+
 @pytest.mark.parametrize("url", ["http://[::1", "https://[::1/x", "https://[not-an-ip]/"])
 def test_publish_and_notify_refuse_an_unparsable_url(signed, capsys, monkeypatch, url):
     """'https://[::1' ended in a ValueError traceback from urlsplit."""
