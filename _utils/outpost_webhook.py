@@ -32,7 +32,12 @@ TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
 MAX_BODY_BYTES = 256 * 1024
 # Who receives the release is outpost's own configuration, never the request's to say.
 TARGETING_KEYS = {"tgt", "target", "targets", "tgt_type", "minions", "clients", "ring", "rings"}
-BODY_KEYS = {"manifest", "signature", "artifact_url"}
+# Each field of the body: the type it must have, and its name in a refusal.
+BODY_FIELDS = {
+    "manifest": (dict, "an object"),
+    "signature": (str, "a string"),
+    "artifact_url": (str, "a string"),
+}
 
 
 class RefusedRelease(SaltException):
@@ -89,21 +94,36 @@ def check_hmac(secret, headers, raw_body, now=None, max_age=MAX_AGE_SECONDS):
 
 
 def parse_body(raw_body):
+    """The body as JSON, every field of the shape the later checks expect."""
     if len(_as_bytes(raw_body)) > MAX_BODY_BYTES:
         raise RefusedRelease(f"body: larger than {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(_as_bytes(raw_body))
     except ValueError:
         raise RefusedRelease("body: not JSON") from None
+    except RecursionError:
+        raise RefusedRelease("body: nested deeper than JSON can be read") from None
     if not isinstance(body, dict):
         raise RefusedRelease("body: not a JSON object")
-    named = TARGETING_KEYS & (set(body) | set(body.get("manifest") or {}))
-    if named:
-        raise RefusedRelease(f"body: names targets ({sorted(named)[0]}); targets come from outpost")
-    unknown = set(body) - BODY_KEYS
+    _refuse_targets(body)
+    unknown = set(body) - set(BODY_FIELDS)
     if unknown:
         raise RefusedRelease(f"body: unexpected field {sorted(unknown)[0]}")
+    for field, (kind, what) in BODY_FIELDS.items():
+        if not isinstance(body.get(field), kind):
+            raise RefusedRelease(f"{field}: missing or not {what}")
+    if outpost_release.nesting_depth(body["manifest"]) > outpost_release.MANIFEST_MAX_DEPTH:
+        raise RefusedRelease(
+            f"manifest: nested deeper than {outpost_release.MANIFEST_MAX_DEPTH} levels"
+        )
+    _refuse_targets(body["manifest"])
     return body
+
+
+def _refuse_targets(fields):
+    named = TARGETING_KEYS & set(fields)
+    if named:
+        raise RefusedRelease(f"body: names targets ({sorted(named)[0]}); targets come from outpost")
 
 
 def check_schema(body, allowlist):

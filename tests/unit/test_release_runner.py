@@ -169,6 +169,47 @@ def test_an_app_no_client_could_install_is_refused(runner, signing_key, app):
     assert registry(runner).rollouts(app) == []
 
 
+def with_valid_hmac(body):
+    stamp = int(time.time())
+    return body, {
+        "X-Outpost-Timestamp": str(stamp),
+        "X-Outpost-Signature": outpost_webhook.hmac_signature(SECRET, stamp, body),
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"manifest": 5}, "manifest: missing or not an object"),
+        ({"manifest": [{}]}, "manifest: missing or not an object"),
+        ({"manifest": None}, "manifest: missing or not an object"),
+        ({"signature": 5}, "signature: missing or not a string"),
+        ({"signature": None}, "signature: missing or not a string"),
+        ({"artifact_url": ["salt://releases/"]}, "artifact_url: missing or not a string"),
+        ({"manifest": {"x": json.loads("[" * 33 + "]" * 33)}}, "manifest: nested deeper than 32"),
+    ],
+)
+def test_a_wrong_shaped_field_is_refused_naming_it(runner, signing_key, fields, reason):
+    """A body with a valid HMAC and manifest 5 raised TypeError in parse_body, so the runner
+    left no outpost/security/release-refused event."""
+    body = dict(json.loads(announcement(signing_key, "1.0.0")[0]), **fields)
+
+    done = runner.receive(*with_valid_hmac(json.dumps(body)), run=False)
+
+    assert done["accepted"] is False
+    assert done["reason"].startswith(reason)
+    assert [tag for tag, _ in runner.emitted] == ["outpost/security/release-refused"]
+    assert registry(runner).rollouts("hello") == []
+
+
+def test_a_deeply_nested_body_is_refused_naming_it(runner):
+    """A body of 100000 '[' raised RecursionError in parse_body."""
+    done = runner.receive(*with_valid_hmac("[" * 100_000), run=False)
+
+    assert done == {"accepted": False, "reason": "body: nested deeper than JSON can be read"}
+    assert [tag for tag, _ in runner.emitted] == ["outpost/security/release-refused"]
+
+
 def test_a_replay_after_its_claim_expired_is_still_one_rollout(runner, signing_key):
     sent = announcement(signing_key, "1.1.0")
     first = runner.receive(*sent, run=False)
