@@ -100,11 +100,17 @@ def validate_app_name(name):
     return name
 
 
-def validate_version(version, field="version"):
+def version_problem(version):
+    """Why ``version`` cannot be a release's version, or None; the CLI asks the same question."""
     if not isinstance(version, str) or not VERSION.fullmatch(version):
-        raise SaltInvocationError(
-            f"{field}: {version!r} is not a semantic version such as 1.2.3 or 1.2.3-rc.1"
-        )
+        return "is not a semantic version such as 1.2.3 or 1.2.3-rc.1"
+    return None
+
+
+def validate_version(version, field="version"):
+    problem = version_problem(version)
+    if problem:
+        raise SaltInvocationError(f"{field}: {version!r} {problem}")
     return version
 
 

@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from shiv.constants import SOURCE_DATE_EPOCH_DEFAULT
 
 from outpost.errors import BadArgument, OutpostError
-from outpost.rules import app_name_problem
+from outpost.rules import app_name_problem, version_problem
 
 # outpost never runs a zipapp through its shebang: the client starts it with a pinned interpreter.
 SHEBANG = "/usr/bin/env python3"
@@ -86,7 +86,7 @@ def build_release(
         strip_build_traces(site)
         requires_python = choose_python_requirement(python_requirement, app, site)
 
-        name, version = canonicalize_name(app.metadata["Name"]), app.version
+        name, version = canonicalize_name(app.metadata["Name"]), check_version(app.version)
         if app_name is None:
             app_name = check_app_name(name, "the distribution name (give --app NAME)")
         packed = work / f"{name}-{version}.pyz"
@@ -140,6 +140,19 @@ def check_app_name(name, where):
     if problem:
         raise BadArgument(f"{where}: {name!r} {problem}")
     return name
+
+
+def check_version(version):
+    """The version pip installed, under the rule every later step and the clients apply."""
+    problem = version_problem(version)
+    if problem:
+        # pip normalises versions the PEP 440 way: 1.2.3-rc.1 arrives here as 1.2.3rc1.
+        raise BuildError(
+            f"version: {version!r} (the project's version as pip reads it) {problem}; pip spells "
+            "pre-releases the PEP 440 way (1.2.3-rc.1 becomes 1.2.3rc1), which outpost does not "
+            "take: give the project a plain version such as 1.2.3"
+        )
+    return version
 
 
 def check_source_dir(source_dir):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from outpost.build import sha256_of, write_atomically
 from outpost.errors import BadArgument, OutpostError
-from outpost.rules import MANIFEST_MAX_DEPTH, VERSION, app_name_problem, nesting_depth
+from outpost.rules import MANIFEST_MAX_DEPTH, app_name_problem, nesting_depth, version_problem
 
 ED25519_SIGNATURE_BYTES = 64
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -88,11 +88,9 @@ def check_manifest(manifest, where):
     problem = app_name_problem(manifest["app"])
     if problem:
         raise ReleaseError(f"{where}: app: {manifest['app']!r} {problem}")
-    version = manifest.get("version")
-    if not isinstance(version, str) or not VERSION.fullmatch(version):
-        raise ReleaseError(
-            f"{where}: version: {version!r} is not a semantic version such as 1.2.3 or 1.2.3-rc.1"
-        )
+    problem = version_problem(manifest.get("version"))
+    if problem:
+        raise ReleaseError(f"{where}: version: {manifest.get('version')!r} {problem}")
     check_sha256(manifest.get("sha256"), f"{where}: sha256")
     if "scan" in manifest:
         check_scan(manifest["scan"], f"{where}: scan")

@@ -27,3 +27,4 @@ VERSION = _library.VERSION
 MANIFEST_MAX_DEPTH = _library.MANIFEST_MAX_DEPTH
 app_name_problem = _library.app_name_problem
 nesting_depth = _library.nesting_depth
+version_problem = _library.version_problem

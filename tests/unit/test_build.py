@@ -236,6 +236,19 @@ def test_uninstallable_requirement_fails_with_pip_output(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_a_version_later_steps_refuse_is_refused_before_anything_is_written(tmp_path, capsys):
+    """1.2.3-rc.1, which pip reads as 1.2.3rc1, was built; only scan refused it later."""
+    source = hello_source(tmp_path, "1.2.3-rc.1")
+
+    status, err = run_cli(capsys, "release", "build", str(source), "--out", str(tmp_path / "dist"))
+
+    assert status == 1
+    assert "outpost: error: version: '1.2.3rc1' (the project's version as pip reads it)" in err
+    assert "give the project a plain version such as 1.2.3" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "dist").exists()
+
+
 def test_build_release_raises_bad_argument(tmp_path):
     with pytest.raises(BadArgument, match="--entry-point and --console-script exclude"):
         build_release(tmp_path, out_dir=tmp_path, entry_point="a:b", console_script="c")
