@@ -10,6 +10,8 @@
 #   OUTPOST_OUT             the release folder, empty before build  (default: dist)
 #   OUTPOST_ALLOW_HIGH      1: release despite HIGH bandit findings (optional)
 #   OUTPOST_SIGNING_KEY     the Ed25519 private key, PEM text       (ship: required)
+#   OUTPOST_SIGNING_PUBLIC_KEY  the public key the master trusts, as its signing_keys list it;
+#                           publish checks the signature against it (default: the signing key's)
 #   OUTPOST_PUBLISH_URL     an https:// artifact store to PUT to    (ship: this or the next)
 #   OUTPOST_PUBLISH_ROOT    a folder the master serves              (ship: this or the previous)
 #   OUTPOST_URL_PREFIX      what the master calls that folder       (default: salt://releases)
@@ -93,15 +95,21 @@ ship() {
     # The key is on disk only while sign runs, readable by its owner only. Global, so the trap
     # still finds it when a failure ends the script from inside this function.
     key_file=$(umask 077 && mktemp)
-    trap 'rm -f "$key_file"' EXIT
+    public_file=$(mktemp)
+    trap 'rm -f "$key_file" "$public_file"' EXIT
     printf '%s\n' "$OUTPOST_SIGNING_KEY" >"$key_file"
     outpost release sign "$manifest" --key "$key_file"
+    if [[ -n "${OUTPOST_SIGNING_PUBLIC_KEY:-}" ]]; then
+        printf '%s\n' "$OUTPOST_SIGNING_PUBLIC_KEY" >"$public_file"
+    else
+        outpost release public-key --key "$key_file" >"$public_file"
+    fi
     rm -f "$key_file"
     end_step
 
     step "publish"
     artifact_url=$(OUTPOST_PUBLISH_TOKEN=${OUTPOST_PUBLISH_TOKEN:-} \
-        outpost release publish "$manifest" "${publish_options[@]}")
+        outpost release publish "$manifest" --public "$public_file" "${publish_options[@]}")
     echo "$artifact_url"
     end_step
 

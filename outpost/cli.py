@@ -23,7 +23,13 @@ from outpost.manifest import load_release
 from outpost.notify import announce, delivered
 from outpost.publish import DEFAULT_URL_PREFIX, publish_over_https, publish_to_folder
 from outpost.scan import scan_release
-from outpost.signing import generate_keys, sign_manifest
+from outpost.signing import (
+    generate_keys,
+    load_private_key,
+    load_public_key,
+    public_key_text,
+    sign_manifest,
+)
 from outpost.web import is_success
 
 DEFAULT_SECRET_ENV = "OUTPOST_WEBHOOK_SECRET"  # noqa: S105 (a variable's name, not a secret)
@@ -52,6 +58,7 @@ def build_parser():
     add_release_build(actions)
     add_release_scan(actions)
     add_release_keygen(actions)
+    add_release_public_key(actions)
     add_release_sign(actions)
     add_release_publish(actions)
     add_release_notify(actions)
@@ -286,6 +293,25 @@ def run_release_keygen(args):
     return 0
 
 
+def add_release_public_key(actions):
+    public_key = actions.add_parser(
+        "public-key",
+        help="print the public key of a signing key, as the master lists it",
+        description=(
+            "Print the Ed25519 public key of the private key --key as base64 of its 32 raw "
+            "bytes: the line for the master's outpost:releases:signing_keys, and what "
+            "outpost release publish --public reads."
+        ),
+    )
+    public_key.add_argument("--key", required=True, metavar="PATH", help="the private key (PEM)")
+    public_key.set_defaults(handler=run_release_public_key, parser=public_key)
+
+
+def run_release_public_key(args):
+    print(public_key_text(load_private_key(args.key)))
+    return 0
+
+
 def add_release_sign(actions):
     sign = actions.add_parser(
         "sign",
@@ -311,13 +337,23 @@ def add_release_publish(actions):
         "publish",
         help="copy or upload a signed release to where clients fetch it",
         description=(
-            "Publish the zipapp, MANIFEST, MANIFEST.sig and the SBOM under <app>/, into a folder "
+            "Check that MANIFEST.sig verifies against MANIFEST under the --public key, then "
+            "publish the zipapp, MANIFEST, MANIFEST.sig and the SBOM under <app>/, into a folder "
             "the master serves (--root) or to an HTTPS artifact store (--url), and print the "
             "zipapp's URL for outpost release notify. A published file never changes: the same "
             "bytes again are accepted, other bytes refused."
         ),
     )
     add_manifest_argument(publish)
+    publish.add_argument(
+        "--public",
+        required=True,
+        metavar="FILE",
+        help=(
+            "the public key the signature must verify against, as keygen wrote it: the one the "
+            "master trusts"
+        ),
+    )
     where = publish.add_mutually_exclusive_group(required=True)
     where.add_argument("--root", metavar="DIR", help="the folder served as the URL prefix")
     where.add_argument(
@@ -345,13 +381,16 @@ def run_release_publish(args):
     if args.url and args.url_prefix is not None:
         raise BadArgument("--url-prefix goes with --root; with --url the URL is the prefix")
 
+    public_key = load_public_key(args.public)
     release = load_release(args.manifest)
     if args.root:
         prefix = DEFAULT_URL_PREFIX if args.url_prefix is None else args.url_prefix
-        url = publish_to_folder(release, args.root, prefix)
+        url = publish_to_folder(release, args.root, prefix, public_key=public_key)
     else:
         token = secret_from_env(args.token_env, "--token-env") if args.token_env else None
-        url = publish_over_https(release, args.url, token=token, cacert=args.cacert)
+        url = publish_over_https(
+            release, args.url, token=token, cacert=args.cacert, public_key=public_key
+        )
     print(url)
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from outpost.build import sha256_of
 from outpost.errors import BadArgument
 from outpost.manifest import ReleaseError, check_artifact, check_sbom, read_signature
+from outpost.signing import verify_signature
 from outpost.web import (
     TransferError,
     check_artifact_url,
@@ -31,13 +32,19 @@ PUBLISHED_MODE = 0o644
 log = logging.getLogger(__name__)
 
 
-def release_files(release):
+def release_files(release, public_key=None):
     """
-    ``(source, published name)`` of each file, checked against the manifest: the zipapp first,
-    under the name the formula fetches by default, and the signature last.
+    ``(source, published name)`` of each file, checked against the manifest and the signature
+    against ``public_key``: the zipapp first, under the name the formula fetches by default, and
+    the signature last. A published file never changes, so a bad one could never be replaced.
+    Without ``public_key`` (a caller that has just signed) the signature's shape is checked only;
+    the CLI always passes its ``--public`` key.
     """
     check_artifact(release)
-    read_signature(release)
+    if public_key is None:
+        read_signature(release)
+    else:
+        verify_signature(release, public_key)
     sbom = check_sbom(release)
     if sbom is None:
         log.warning("%s has no scan results: no SBOM to publish", release.manifest_path.name)
@@ -48,14 +55,14 @@ def release_files(release):
 # -- a folder the master serves ---------------------------------------------------------------
 
 
-def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX):
+def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX, *, public_key=None):
     """Copy the release into ``root/<app>/``; return the artifact URL the master will see."""
     check_url_prefix(url_prefix)
     root = Path(root)
     if not root.is_dir():
         raise BadArgument(f"--root: {root} is not a folder")
     folder = root / release.app
-    files = release_files(release)
+    files = release_files(release, public_key)
 
     # Every name is checked before anything is copied, so a refused publish leaves no trace.
     for source, name in files:
@@ -111,7 +118,7 @@ def place(source, target):
 # -- an HTTPS artifact store ------------------------------------------------------------------
 
 
-def publish_over_https(release, base_url, token=None, cacert=None):
+def publish_over_https(release, base_url, token=None, cacert=None, *, public_key=None):
     """PUT each file to ``<base_url><app>/<file>``; return the zipapp's URL."""
     check_url(base_url, "--url")
     if "?" in base_url or "#" in base_url:
@@ -120,7 +127,7 @@ def publish_over_https(release, base_url, token=None, cacert=None):
     context = tls_context(cacert)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    for source, name in release_files(release):
+    for source, name in release_files(release, public_key):
         upload_once(f"{base}{release.app}/{name}", source, headers, context)
     log.info("published %s %s to %s", release.app, release.manifest["version"], base)
     return f"{base}{release.app}/{release.published_name}"

@@ -7,6 +7,7 @@ request says the webhook call came from CI and is fresh. The master rebuilds the
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -14,11 +15,12 @@ import logging
 import os
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from outpost.errors import BadArgument
-from outpost.manifest import check_artifact
+from outpost.manifest import ReleaseError, check_artifact, read_signature
 
 PRIVATE_KEY_MODE = 0o600
 PUBLIC_KEY_MODE = 0o644
@@ -56,15 +58,20 @@ def generate_keys(private_path, public_path):
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    public_raw = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    public_text = base64.b64encode(public_raw).decode("ascii")
+    public_text = public_key_text(key)
 
     write_new_file(private_path, private_pem, PRIVATE_KEY_MODE)
     write_new_file(public_path, (public_text + "\n").encode("ascii"), PUBLIC_KEY_MODE)
     log.info("wrote a new signing key to %s and its public key to %s", private_path, public_path)
     return public_text
+
+
+def public_key_text(private_key):
+    """The public half of ``private_key`` as the master lists it: base64 of its 32 raw bytes."""
+    raw = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(raw).decode("ascii")
 
 
 def write_new_file(path, data, mode):
@@ -102,3 +109,29 @@ def sign_manifest(release, key_path):
     os.replace(partial, release.signature_path)
     log.info("signed %s", release.manifest_path.name)
     return release.signature_path
+
+
+def load_public_key(path):
+    """A public key file as ``keygen`` writes it and the master lists it: base64 of 32 bytes."""
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadArgument(f"--public: cannot read {path} ({err})") from None
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        raise BadArgument(
+            f"--public: {path} is not an Ed25519 public key (base64 of 32 bytes, as keygen writes)"
+        ) from None
+
+
+def verify_signature(release, public_key):
+    """Refuse a release whose ``<manifest>.sig`` is not ``public_key``'s over this manifest."""
+    signature = base64.b64decode(read_signature(release))
+    try:
+        public_key.verify(signature, canonical_manifest(release.manifest))
+    except InvalidSignature:
+        raise ReleaseError(
+            f"{release.signature_path.name}: does not verify against this manifest and the "
+            "--public key; sign again (outpost release sign) with the key the master trusts"
+        ) from None

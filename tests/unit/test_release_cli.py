@@ -90,12 +90,13 @@ def read_manifest(manifest_path):
 
 @pytest.fixture
 def keys(tmp_path, capsys):
-    """A fresh key pair: the private key's path and the public key as the master lists it."""
+    """A fresh key pair: the private key's path, the public key as the master lists it, and the
+    public key's path."""
     private, public = tmp_path / "keys" / "signing.pem", tmp_path / "keys" / "signing.pub"
     private.parent.mkdir()
     status, out, _ = run_cli(capsys, "release", "keygen", "--private", private, "--public", public)
     assert status == 0
-    return private, out.strip()
+    return private, out.strip(), public
 
 
 @pytest.fixture
@@ -105,6 +106,11 @@ def signed(tmp_path, keys, capsys):
     status, _, err = run_cli(capsys, "release", "sign", manifest_path, "--key", keys[0])
     assert status == 0, err
     return manifest_path
+
+
+def publish(capsys, manifest_path, keys, *options):
+    """``outpost release publish``, checking the signature against the test's public key."""
+    return run_cli(capsys, "release", "publish", manifest_path, "--public", keys[2], *options)
 
 
 # -- small servers that record what they were sent ---------------------------------------------
@@ -278,7 +284,7 @@ def test_hmac_header_is_the_masters():
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path, keys):
-    private, public_text = keys
+    private, public_text, _ = keys
 
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert b"BEGIN PRIVATE KEY" in private.read_bytes()
@@ -287,7 +293,7 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path, keys):
 
 
 def test_keygen_never_replaces_a_key(keys, capsys):
-    private, _ = keys
+    private, _, _ = keys
     before = private.read_bytes()
 
     status, _, err = run_cli(
@@ -531,17 +537,17 @@ def test_notify_refuses_credentials_in_the_artifact_url(signed, capsys, monkeypa
 
 
 @pytest.mark.parametrize("port", ["99999", "abc", "0"])
-def test_publish_and_notify_refuse_a_port_out_of_range(signed, capsys, monkeypatch, port):
+def test_publish_and_notify_refuse_a_port_out_of_range(signed, keys, capsys, monkeypatch, port):
     """Port 99999 was used as 99999 modulo 65536, and 'abc' failed late in http.client."""
     monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
 
-    publish = run_cli(capsys, "release", "publish", signed, "--url", f"https://127.0.0.1:{port}/")
+    published = publish(capsys, signed, keys, "--url", f"https://127.0.0.1:{port}/")
     announce = notify(capsys, signed, f"http://127.0.0.1:{port}{HOOK_PATH}")
 
-    assert publish[0] == announce[0] == 2
-    assert "--url: " in publish[2]
+    assert published[0] == announce[0] == 2
+    assert "--url: " in published[2]
     assert "--hook: " in announce[2]
-    for err in (publish[2], announce[2]):
+    for err in (published[2], announce[2]):
         assert "the port is not a number from 1 to 65535" in err
         assert "Traceback" not in err
 
@@ -549,11 +555,58 @@ def test_publish_and_notify_refuse_a_port_out_of_range(signed, capsys, monkeypat
 # -- publish ----------------------------------------------------------------------------------
 
 
-def test_publish_copies_the_release_and_prints_its_url(tmp_path, signed, capsys):
+def test_public_key_prints_what_keygen_wrote(keys, capsys):
+    status, out, _ = run_cli(capsys, "release", "public-key", "--key", keys[0])
+
+    assert status == 0
+    assert out == keys[2].read_text(encoding="ascii")
+
+
+@pytest.mark.parametrize("forgery", ["random bytes", "another key", "another manifest"])
+def test_publish_refuses_a_signature_that_does_not_verify(tmp_path, signed, keys, capsys, forgery):
+    """A .sig of 64 random bytes was published, and then the correctly signed release never
+    could be: its .sig 'already exists with other content'."""
+    signature = signed.with_name(signed.name + ".sig")
+    if forgery == "random bytes":
+        signature.write_text(base64.b64encode(os.urandom(64)).decode() + "\n", encoding="ascii")
+    elif forgery == "another key":
+        other = tmp_path / "other.pem", tmp_path / "other.pub"
+        run_cli(capsys, "release", "keygen", "--private", other[0], "--public", other[1])
+        run_cli(capsys, "release", "sign", signed, "--key", other[0])
+    else:
+        rewrite_manifest(signed, name="another")
     root = tmp_path / "releases"
     root.mkdir()
 
-    status, out, err = run_cli(capsys, "release", "publish", signed, "--root", root)
+    status, out, err = publish(capsys, signed, keys, "--root", root)
+
+    assert status == 1
+    assert f"{signature.name}: does not verify against this manifest and the --public key" in err
+    assert out == ""
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", ["not base64!", "QUJD", "-----BEGIN PRIVATE KEY-----"])
+def test_publish_refuses_a_public_key_file_it_cannot_use(tmp_path, signed, capsys, content):
+    public = tmp_path / "bad.pub"
+    public.write_text(content + "\n", encoding="ascii")
+    root = tmp_path / "releases"
+    root.mkdir()
+
+    status, _, err = run_cli(
+        capsys, "release", "publish", signed, "--public", public, "--root", root
+    )
+
+    assert status == 2
+    assert f"--public: {public} is not an Ed25519 public key" in err
+    assert list(root.iterdir()) == []
+
+
+def test_publish_copies_the_release_and_prints_its_url(tmp_path, signed, keys, capsys):
+    root = tmp_path / "releases"
+    root.mkdir()
+
+    status, out, err = publish(capsys, signed, keys, "--root", root)
 
     published = sorted(path.name for path in (root / "hello").iterdir())
     assert status == 0, err
@@ -569,25 +622,25 @@ def test_publish_copies_the_release_and_prints_its_url(tmp_path, signed, capsys)
         assert stat.S_IMODE((root / "hello" / name).stat().st_mode) == 0o644
 
 
-def test_publish_again_is_harmless(tmp_path, signed, capsys):
+def test_publish_again_is_harmless(tmp_path, signed, keys, capsys):
     root = tmp_path / "releases"
     root.mkdir()
     prefix = "salt://outpost/releases/"
 
-    first = run_cli(capsys, "release", "publish", signed, "--root", root, "--url-prefix", prefix)
-    again = run_cli(capsys, "release", "publish", signed, "--root", root, "--url-prefix", prefix)
+    first = publish(capsys, signed, keys, "--root", root, "--url-prefix", prefix)
+    again = publish(capsys, signed, keys, "--root", root, "--url-prefix", prefix)
 
     assert first == again
     assert first[:2] == (0, "salt://outpost/releases/hello/hello-1.0.0.pyz\n")
     assert not [path for path in (root / "hello").iterdir() if path.name.startswith(".")]
 
 
-def test_publish_never_changes_a_published_file(tmp_path, signed, capsys):
+def test_publish_never_changes_a_published_file(tmp_path, signed, keys, capsys):
     root = tmp_path / "releases"
     (root / "hello").mkdir(parents=True)
     (root / "hello" / "hello-1.0.0.manifest.json").write_text("{}\n", encoding="utf-8")
 
-    status, out, err = run_cli(capsys, "release", "publish", signed, "--root", root)
+    status, out, err = publish(capsys, signed, keys, "--root", root)
 
     assert status == 1
     assert "hello-1.0.0.manifest.json already exists with other content" in err
@@ -608,15 +661,15 @@ def test_publish_never_changes_a_published_file(tmp_path, signed, capsys):
         "salt://releases?x",
     ],
 )
-def test_publish_refuses_a_url_prefix_clients_could_not_fetch(tmp_path, signed, capsys, prefix):
+def test_publish_refuses_a_url_prefix_clients_could_not_fetch(
+    tmp_path, signed, keys, capsys, prefix
+):
     """Such prefixes were printed as the artifact URL after the files were copied, and an empty
     one silently became salt://releases."""
     root = tmp_path / "releases"
     root.mkdir()
 
-    status, out, err = run_cli(
-        capsys, "release", "publish", signed, "--root", root, "--url-prefix", prefix
-    )
+    status, out, err = publish(capsys, signed, keys, "--root", root, "--url-prefix", prefix)
 
     assert status == 2
     assert "--url-prefix: " in err
@@ -624,22 +677,20 @@ def test_publish_refuses_a_url_prefix_clients_could_not_fetch(tmp_path, signed, 
     assert list(root.iterdir()) == []
 
 
-def test_publish_refuses_an_unsigned_release(tmp_path, capsys):
+def test_publish_refuses_an_unsigned_release(tmp_path, keys, capsys):
     manifest_path = fake_release(tmp_path / "dist")
     (tmp_path / "releases").mkdir()
 
-    status, _, err = run_cli(
-        capsys, "release", "publish", manifest_path, "--root", tmp_path / "releases"
-    )
+    status, _, err = publish(capsys, manifest_path, keys, "--root", tmp_path / "releases")
 
     assert status == 1
     assert "hello-1.0.0.manifest.json.sig: missing; run outpost release sign first" in err
     assert list((tmp_path / "releases").iterdir()) == []
 
 
-def test_publish_refuses_plain_http(signed, capsys):
+def test_publish_refuses_plain_http(signed, keys, capsys):
     with recording_server() as store:
-        status, out, err = run_cli(capsys, "release", "publish", signed, "--url", store.url + "/")
+        status, out, err = publish(capsys, signed, keys, "--url", store.url + "/")
 
     assert status == 2
     assert "is not https://; plain http is refused" in err
@@ -647,15 +698,17 @@ def test_publish_refuses_plain_http(signed, capsys):
     assert store.requests == []
 
 
-def test_publish_uploads_over_https_trusting_a_private_ca(signed, private_ca, capsys, monkeypatch):
+def test_publish_uploads_over_https_trusting_a_private_ca(
+    signed, keys, private_ca, capsys, monkeypatch
+):
     ca_file, server_tls = private_ca
     monkeypatch.setenv("STORE_TOKEN", "s3cr3t-token")
     options = ["--cacert", ca_file, "--token-env", "STORE_TOKEN"]
 
     with recording_server(tls=server_tls) as store:
         url = store.url + "/artifacts/"
-        status, out, err = run_cli(capsys, "release", "publish", signed, "--url", url, *options)
-        again = run_cli(capsys, "release", "publish", signed, "--url", url, *options)
+        status, out, err = publish(capsys, signed, keys, "--url", url, *options)
+        again = publish(capsys, signed, keys, "--url", url, *options)
 
     puts = [request for request in store.requests if request.method == "PUT"]
     assert status == 0, err
@@ -675,25 +728,23 @@ def test_publish_uploads_over_https_trusting_a_private_ca(signed, private_ca, ca
     assert "s3cr3t-token" not in out + err + again[1] + again[2]
 
 
-def test_publish_over_https_never_changes_a_stored_file(signed, private_ca, capsys):
+def test_publish_over_https_never_changes_a_stored_file(signed, keys, private_ca, capsys):
     ca_file, server_tls = private_ca
 
     with recording_server(tls=server_tls) as store:
         store.files["/hello/hello-1.0.0.manifest.json"] = b"{}\n"
-        status, _, err = run_cli(
-            capsys, "release", "publish", signed, "--url", store.url, "--cacert", ca_file
-        )
+        status, _, err = publish(capsys, signed, keys, "--url", store.url, "--cacert", ca_file)
 
     assert status == 1
     assert "hello/hello-1.0.0.manifest.json already holds other content" in err
     assert store.files["/hello/hello-1.0.0.manifest.json"] == b"{}\n"
 
 
-def test_publish_over_https_checks_the_certificate(signed, private_ca, capsys):
+def test_publish_over_https_checks_the_certificate(signed, keys, private_ca, capsys):
     _, server_tls = private_ca
 
     with recording_server(tls=server_tls) as store:
-        status, _, err = run_cli(capsys, "release", "publish", signed, "--url", store.url)
+        status, _, err = publish(capsys, signed, keys, "--url", store.url)
 
     assert status == 1
     assert "CERTIFICATE_VERIFY_FAILED" in err
@@ -894,6 +945,51 @@ def test_release_script_runs_the_ci_sequence(tmp_path, keys):
     assert "PRIVATE KEY" not in result.stdout + result.stderr
 
 
+def ship(tmp_path, keys, hook, **settings):
+    """``ci/release.sh ship`` over a fake release, publishing into a folder: its result."""
+    fake_release(tmp_path / "dist")
+    root = tmp_path / "releases"
+    root.mkdir(exist_ok=True)
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        OUTPOST_OUT=str(tmp_path / "dist"),
+        OUTPOST_SIGNING_KEY=keys[0].read_text(encoding="ascii"),
+        OUTPOST_PUBLISH_ROOT=str(root),
+        OUTPOST_WEBHOOK_SECRET=SECRET,
+        OUTPOST_HOOK_URL=hook.url + HOOK_PATH,
+        **settings,
+    )
+    env.pop("GITHUB_ACTIONS", None)
+    return subprocess.run(
+        ["bash", str(REPO / "ci" / "release.sh"), "ship"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_release_script_checks_the_signature_against_the_trusted_key(tmp_path, keys, capsys):
+    """Nothing checked the signature before publish; a key the master does not trust must stop
+    the release before anything is published."""
+    other = tmp_path / "other.pem", tmp_path / "other.pub"
+    run_cli(capsys, "release", "keygen", "--private", other[0], "--public", other[1])
+
+    with recording_server() as hook:
+        trusted = ship(tmp_path / "trusted", keys, hook, OUTPOST_SIGNING_PUBLIC_KEY=keys[1])
+        untrusted = ship(
+            tmp_path / "untrusted", keys, hook, OUTPOST_SIGNING_PUBLIC_KEY=other[1].read_text()
+        )
+
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert untrusted.returncode == 1
+    assert "does not verify against this manifest and the --public key" in untrusted.stderr
+    assert list((tmp_path / "untrusted" / "releases").iterdir()) == []
+    assert len(hook.requests) == 1
+
+
 # -- bad manifests and URLs: a clear error naming the field, nothing copied (review finding 7) --
 
 
@@ -941,7 +1037,7 @@ def test_malformed_manifest_is_refused_naming_the_field(
     extra = {
         "scan": [],
         "sign": ["--key", keys[0]],
-        "publish": ["--root", root],
+        "publish": ["--public", keys[2], "--root", root],
         "notify": ["--hook", "https://salt.example.com:8000" + HOOK_PATH, "--artifact-url", "x"],
     }[command]
 
@@ -972,37 +1068,33 @@ def test_a_deeply_nested_manifest_is_refused(tmp_path, keys, capsys, depth):
 
 
 @pytest.mark.parametrize("url", ["http://[::1", "https://[::1/x", "https://[not-an-ip]/"])
-def test_publish_and_notify_refuse_an_unparsable_url(signed, capsys, monkeypatch, url):
+def test_publish_and_notify_refuse_an_unparsable_url(signed, keys, capsys, monkeypatch, url):
     """'https://[::1' ended in a ValueError traceback from urlsplit."""
     monkeypatch.setenv("OUTPOST_WEBHOOK_SECRET", SECRET)
 
-    publish = run_cli(capsys, "release", "publish", signed, "--url", url)
+    published = publish(capsys, signed, keys, "--url", url)
     announce = notify(capsys, signed, url)
 
-    assert publish[0] == 2
-    assert "--url: " in publish[2]
-    assert "is not a URL" in publish[2]
+    assert published[0] == 2
+    assert "--url: " in published[2]
+    assert "is not a URL" in published[2]
     assert announce[0] == 2
     assert "--hook: " in announce[2]
-    assert "Traceback" not in publish[2] + announce[2]
+    assert "Traceback" not in published[2] + announce[2]
 
 
-def test_published_zipapp_is_where_the_formula_fetches_it_by_default(tmp_path, capsys):
+def test_published_zipapp_is_where_the_formula_fetches_it_by_default(tmp_path, keys, capsys):
     """publish wrote outpost-hello-1.1.0.pyz; the formula fetched <app>/<app>-<version>.pyz."""
     manifest_path = fake_release(tmp_path / "dist", app="hello", version="1.1.0")
     pyz = manifest_path.with_name("hello-1.1.0.pyz")
     pyz.rename(pyz.with_name("outpost-hello-1.1.0.pyz"))
     rewrite_manifest(manifest_path, file="outpost-hello-1.1.0.pyz")
-    keygen = tmp_path / "signing.pem", tmp_path / "signing.pub"
-    assert (
-        run_cli(capsys, "release", "keygen", "--private", keygen[0], "--public", keygen[1])[0] == 0
-    )
-    assert run_cli(capsys, "release", "sign", manifest_path, "--key", keygen[0])[0] == 0
+    assert run_cli(capsys, "release", "sign", manifest_path, "--key", keys[0])[0] == 0
     root = tmp_path / "releases"
     root.mkdir()
     defaults = yaml.safe_load((REPO / "salt/outpost/defaults.yaml").read_text(encoding="utf-8"))
 
-    status, out, err = run_cli(capsys, "release", "publish", manifest_path, "--root", root)
+    status, out, err = publish(capsys, manifest_path, keys, "--root", root)
 
     default_source = f"{defaults['outpost']['artifacts']}/hello/hello-1.1.0.pyz"
     assert status == 0, err
