@@ -1,7 +1,9 @@
 """
 The master's rules for app names, versions and how deep a manifest nests, from
-``_utils/outpost_release.py`` beside this package: the CLI refuses exactly what a client would
-refuse, with no second copy to drift.
+``_utils/outpost_release.py``: the CLI refuses exactly what a client would refuse, with no second
+copy to drift. A built wheel carries that file inside this package (``setup.py`` copies it); a
+checkout or an editable install reads it from ``_utils/`` beside this package. Either way it comes
+from where outpost is installed, never from a folder the operators control.
 """
 
 import importlib.util
@@ -9,12 +11,22 @@ import pathlib
 
 from outpost.errors import OutpostError
 
-RELEASE_LIBRARY = pathlib.Path(__file__).resolve().parent.parent / "_utils" / "outpost_release.py"
+PACKAGE = pathlib.Path(__file__).resolve().parent
+IN_WHEEL = PACKAGE / "outpost_release.py"
+IN_CHECKOUT = PACKAGE.parent / "_utils" / "outpost_release.py"
+
+
+def _release_library_path():
+    for path in (IN_WHEEL, IN_CHECKOUT):
+        if path.is_file():
+            return path
+    raise OutpostError(f"neither {IN_WHEEL} nor {IN_CHECKOUT} exists; reinstall outpost")
+
+
+RELEASE_LIBRARY = _release_library_path()
 
 
 def _load_release_library():
-    if not RELEASE_LIBRARY.is_file():
-        raise OutpostError(f"{RELEASE_LIBRARY} is missing; outpost runs from its checkout")
     spec = importlib.util.spec_from_file_location("outpost_release", RELEASE_LIBRARY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
