@@ -141,7 +141,9 @@ class SupervisordBackend:
         program is stopped and added again, and starts on its new definition (autostart)."""
         added, changed, removed = self._call("reloadConfig")[0]
         if name in changed or name in removed:
-            self._call("stopProcessGroup", name)
+            # stopProcessGroup answers on supervisord's next tick, a second later; stopProcess
+            # answers as soon as the program has exited.
+            self.stop(name)
             self._call("removeProcessGroup", name, tolerate=(outpost_supervisor.BAD_NAME,))
         if name in changed or name in added:
             self._call("addProcessGroup", name, tolerate=(outpost_supervisor.ALREADY_ADDED,))
