@@ -60,7 +60,7 @@ from demo.lab import BIN, Lab, free_port  # noqa: E402
 from outpost.manifest import load_release  # noqa: E402
 from outpost.notify import announce, delivered  # noqa: E402
 from outpost.publish import publish_to_folder  # noqa: E402
-from outpost.signing import generate_keys, sign_manifest  # noqa: E402
+from outpost.signing import generate_keys, load_public_key, sign_manifest  # noqa: E402
 from tests.support.apps import build_hello  # noqa: E402
 
 APP = "hello"
@@ -132,10 +132,11 @@ def build_releases(work_dir, versions):
     return releases, public
 
 
-def publish(lab, releases):
+def publish(lab, releases, work_dir):
     """CI's publish step into the lab's fileserver: ``{version: (release, artifact URL)}``."""
+    public_key = load_public_key(work_dir / "signing.pub")
     return {
-        version: (release, publish_to_folder(release, lab.releases_dir))
+        version: (release, publish_to_folder(release, lab.releases_dir, public_key))
         for version, release in releases.items()
     }
 
@@ -582,7 +583,7 @@ def measure_in_lab(lab, clients, args, work_dir, releases):
     ports = {client: free_port() for client in clients}
     ansible_ports = {client: free_port() for client in clients}
     write_client_pillar(lab, ports)
-    shipped = publish(lab, releases)
+    shipped = publish(lab, releases, work_dir)
     inventory = write_inventory(lab, work_dir, ansible_ports)
     single_client = clients[SINGLE_CLIENT_INDEX]
     versions = run_versions(args.runs)

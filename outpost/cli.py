@@ -385,12 +385,10 @@ def run_release_publish(args):
     release = load_release(args.manifest)
     if args.root:
         prefix = DEFAULT_URL_PREFIX if args.url_prefix is None else args.url_prefix
-        url = publish_to_folder(release, args.root, prefix, public_key=public_key)
+        url = publish_to_folder(release, args.root, public_key, prefix)
     else:
         token = secret_from_env(args.token_env, "--token-env") if args.token_env else None
-        url = publish_over_https(
-            release, args.url, token=token, cacert=args.cacert, public_key=public_key
-        )
+        url = publish_over_https(release, args.url, public_key, token=token, cacert=args.cacert)
     print(url)
     return 0
 

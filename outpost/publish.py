@@ -15,7 +15,7 @@ from pathlib import Path
 
 from outpost.build import sha256_of
 from outpost.errors import BadArgument
-from outpost.manifest import ReleaseError, check_artifact, check_sbom, read_signature
+from outpost.manifest import ReleaseError, check_artifact, check_sbom
 from outpost.signing import verify_signature
 from outpost.web import (
     TransferError,
@@ -32,19 +32,14 @@ PUBLISHED_MODE = 0o644
 log = logging.getLogger(__name__)
 
 
-def release_files(release, public_key=None):
+def release_files(release, public_key):
     """
     ``(source, published name)`` of each file, checked against the manifest and the signature
     against ``public_key``: the zipapp first, under the name the formula fetches by default, and
     the signature last. A published file never changes, so a bad one could never be replaced.
-    Without ``public_key`` (a caller that has just signed) the signature's shape is checked only;
-    the CLI always passes its ``--public`` key.
     """
     check_artifact(release)
-    if public_key is None:
-        read_signature(release)
-    else:
-        verify_signature(release, public_key)
+    verify_signature(release, public_key)
     sbom = check_sbom(release)
     if sbom is None:
         log.warning("%s has no scan results: no SBOM to publish", release.manifest_path.name)
@@ -55,7 +50,7 @@ def release_files(release, public_key=None):
 # -- a folder the master serves ---------------------------------------------------------------
 
 
-def publish_to_folder(release, root, url_prefix=DEFAULT_URL_PREFIX, *, public_key=None):
+def publish_to_folder(release, root, public_key, url_prefix=DEFAULT_URL_PREFIX):
     """Copy the release into ``root/<app>/``; return the artifact URL the master will see."""
     check_url_prefix(url_prefix)
     root = Path(root)
@@ -118,7 +113,7 @@ def place(source, target):
 # -- an HTTPS artifact store ------------------------------------------------------------------
 
 
-def publish_over_https(release, base_url, token=None, cacert=None, *, public_key=None):
+def publish_over_https(release, base_url, public_key, token=None, cacert=None):
     """PUT each file to ``<base_url><app>/<file>``; return the zipapp's URL."""
     check_url(base_url, "--url")
     if "?" in base_url or "#" in base_url:
