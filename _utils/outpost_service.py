@@ -55,13 +55,13 @@ class SupervisordBackend:
     def __init__(self, conf_file, include_dir):
         self.conf_file = conf_file
         self.include_dir = include_dir
-        self._proxy = None
+        self._supervisor = None
 
-    def _call(self, method, *args, tolerate=()):
-        if self._proxy is None:
-            self._proxy = outpost_supervisor.connect(self.conf_file)
+    def _call(self, method, *args, **options):
         try:
-            return outpost_supervisor.call(self._proxy, method, *args, tolerate=tolerate)
+            if self._supervisor is None:
+                self._supervisor = outpost_supervisor.Supervisor(self.conf_file)
+            return self._supervisor.call(method, *args, **options)
         except outpost_supervisor.SupervisorError as err:
             raise ServiceError(str(err)) from None
 
@@ -71,6 +71,7 @@ class SupervisordBackend:
     def render(self, spec):
         """The program section; ``%`` is doubled because supervisord interpolates it."""
         command = " ".join(shlex.quote(str(part)) for part in spec.command)
+        _refuse_line_breaks(command, "args: an argument")
         _refuse_inline_comment(command, "args: an argument")
         environment = ",".join(
             f"{key}={_quote_env(key, value)}" for key, value in sorted(spec.env.items())
@@ -102,7 +103,9 @@ class SupervisordBackend:
 
     def define(self, spec):
         """Write the program file if it differs, and load it. Returns whether it changed."""
+        # supervisord writes the app's output with its own umask: the folder keeps others out.
         os.makedirs(spec.log_dir, exist_ok=True)
+        os.chmod(spec.log_dir, stat.S_IRWXU)
         os.makedirs(self.include_dir, exist_ok=True)
         wanted = self.render(spec)
         path = self.program_path(spec.name)
@@ -154,7 +157,9 @@ class SupervisordBackend:
     def stop(self, name):
         """Stop and wait for the exit, which stopwaitsecs bounds; a stopped program is left."""
         not_running = (outpost_supervisor.NOT_RUNNING, outpost_supervisor.BAD_NAME)
-        self._call("stopProcess", name, True, tolerate=not_running)
+        self._call(
+            "stopProcess", name, True, tolerate=not_running, timeout=outpost_supervisor.STOP_TIMEOUT
+        )
 
     def restart(self, name):
         self.stop(name)
@@ -177,6 +182,12 @@ class SupervisordBackend:
         return True
 
 
+def _refuse_line_breaks(text, what):
+    """A line break would end the option and start a line of the program file's own."""
+    if "\n" in text or "\r" in text:
+        raise ServiceError(f"{what} holds a line break, which would end supervisord's option")
+
+
 def _refuse_inline_comment(text, what):
     """supervisord's INI reader cuts a line at a ``;`` or ``#`` that follows white space."""
     if INLINE_COMMENT.search(text):
@@ -187,6 +198,7 @@ def _quote_env(key, value):
     """supervisord splits ``environment`` with a non-POSIX shlex: no escapes, and it strips quote
     characters from both ends of each value. Quote with the kind the value lacks, or refuse."""
     value = str(value)
+    _refuse_line_breaks(f"{key}={value}", f"env: {key} or its value")
     _refuse_inline_comment(value, f"env: the value of {key}")
     quotes = "\"'"
     if value and (value[0] in quotes or value[-1] in quotes):

@@ -1,6 +1,9 @@
 """The supervisord backend against a real supervisord, over its XML-RPC interface."""
 
+import os
 import pathlib
+import signal
+import stat
 import sys
 
 import pytest
@@ -125,18 +128,76 @@ def test_credentials_from_the_supervisorctl_section_are_used_and_never_shown(sho
     assert secret not in str(refused.value)
 
 
-def test_the_server_is_found_as_supervisorctl_finds_it(tmp_path):
+def test_the_server_is_found_as_supervisorctl_finds_it(tmp_path, monkeypatch):
+    """Debian's supervisord.conf has comments after its values, and supervisor expands
+    %(here)s, %(ENV_X)s and %%: outpost read the comment as part of the socket's path."""
+    monkeypatch.setenv("SV_DIR", "/run/sv")
     conf = tmp_path / "s.conf"
-    conf.write_text("[unix_http_server]\nfile=%(here)s/s.sock\n")
+    conf.write_text(
+        "[supervisorctl]\n"
+        "serverurl=unix://%(ENV_SV_DIR)s/../sv/s.sock ; use a unix:// URL  for a unix socket\n"
+        "username=ops   # the account\n"
+        "password=p%%w;x\n"
+    )
     assert outpost_supervisor.server_settings(str(conf)) == (
-        f"unix://{tmp_path}/s.sock",
-        None,
-        None,
+        "unix:///run/sv/s.sock",
+        "ops",
+        "p%w;x",
     )
 
-    conf.write_text("[supervisorctl]\nserverurl=http://127.0.0.1:9002\nusername=ops\n")
-    assert outpost_supervisor.server_settings(str(conf)) == ("http://127.0.0.1:9002", "ops", None)
+    conf.write_text("[supervisorctl]\nserverurl=unix://%(here)s/s.sock\n")
+    assert outpost_supervisor.server_settings(str(conf))[0] == f"unix://{tmp_path}/s.sock"
 
-    conf.write_text("[supervisorctl]\nserverurl=ftp://x\n")
-    with pytest.raises(outpost_supervisor.SupervisorError, match="serverurl 'ftp://x'"):
-        outpost_supervisor.connect(str(conf))
+    conf.write_text("[supervisorctl]\n")
+    assert outpost_supervisor.server_settings(str(conf))[0] == "http://localhost:9001"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[inet_http_server]\nport=127.0.0.1:9123\n", r"has no \[supervisorctl\] section"),
+        ("[supervisorctl]\nserverurl=ftp://x\n", "serverurl 'ftp://x'"),
+        ("[supervisorctl]\nserverurl=unix://%(ENV_NOT_SET_HERE)s\n", "serverurl in .* cannot"),
+        ("[supervisorctl\n", "cannot read"),
+    ],
+)
+def test_a_configuration_supervisorctl_could_not_use_is_named(tmp_path, text, error):
+    conf = tmp_path / "s.conf"
+    conf.write_text(text)
+
+    with pytest.raises(outpost_service.ServiceError, match=error):
+        outpost_service.SupervisordBackend(str(conf), str(tmp_path)).status(PROGRAM)
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("http://localhost:abc", "does not answer getProcessInfo: nonnumeric port"),
+        ("unix:///nowhere/s.sock", "at unix:///nowhere/s.sock .*does not answer getProcessInfo"),
+    ],
+)
+def test_a_server_that_cannot_be_reached_is_named(tmp_path, url, error):
+    conf = tmp_path / "s.conf"
+    conf.write_text(f"[supervisorctl]\nserverurl={url}\n")
+
+    with pytest.raises(outpost_service.ServiceError, match=error):
+        outpost_service.SupervisordBackend(str(conf), str(tmp_path)).status(PROGRAM)
+
+
+def test_a_wedged_supervisord_holds_a_status_call_for_seconds_not_minutes(daemon, monkeypatch):
+    """Every call waited up to 120 s, and the beacon asks from the minion's main loop."""
+    monkeypatch.setattr(outpost_supervisor, "CALL_TIMEOUT", 1)
+    backend = backend_of(daemon)
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(outpost_service.ServiceError, match="timed out"):
+            backend.status(PROGRAM)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+
+
+def test_the_log_folder_keeps_other_users_out(daemon):
+    """supervisord wrote the app's output 0644 in a 0755 folder: readable by every local user."""
+    backend_of(daemon).define(sleeper_spec(daemon))
+
+    assert stat.S_IMODE(os.stat(daemon.root / "logs").st_mode) == 0o700

@@ -76,3 +76,19 @@ def test_the_app_log_rotates_with_the_retention_asked_for():
     assert parser.saneget(section, "stdout_logfile_maxbytes") == str(2 * 1024 * 1024)
     assert parser.saneget(section, "stdout_logfile_backups") == "9"
     assert parser.saneget(section, "redirect_stderr") == "true"
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "error"),
+    [
+        ({"A": "x\ncommand=/bin/sh"}, [], "^env: A or its value holds a line break"),
+        ({}, ["--x", "a\rb"], "^args: an argument holds a line break"),
+    ],
+)
+def test_line_breaks_are_refused_by_the_backend_itself(env, args, error):
+    """The module checks arguments first; a line break reaching the program file would corrupt
+    it, and supervisord then refuses to reread any program."""
+    bad = outpost_service.ServiceSpec(**dict(vars(spec(**env)), command=[*spec().command, *args]))
+
+    with pytest.raises(outpost_service.ServiceError, match=error):
+        backend().validate(bad)
