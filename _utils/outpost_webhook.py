@@ -98,9 +98,9 @@ def parse_body(raw_body):
     if len(_as_bytes(raw_body)) > MAX_BODY_BYTES:
         raise RefusedRelease(f"body: larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(_as_bytes(raw_body))
-    except ValueError:
-        raise RefusedRelease("body: not JSON") from None
+        body = json.loads(_as_bytes(raw_body), parse_constant=_refuse_constant)
+    except ValueError as err:
+        raise RefusedRelease(f"body: not JSON ({err})") from None
     except RecursionError:
         raise RefusedRelease("body: nested deeper than JSON can be read") from None
     if not isinstance(body, dict):
@@ -118,6 +118,11 @@ def parse_body(raw_body):
         )
     _refuse_targets(body["manifest"])
     return body
+
+
+def _refuse_constant(name):
+    # Python's json reads NaN and Infinity, which JSON itself does not have.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _refuse_targets(fields):

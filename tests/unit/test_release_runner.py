@@ -202,6 +202,13 @@ def test_a_wrong_shaped_field_is_refused_naming_it(runner, signing_key, fields, 
     assert registry(runner).rollouts("hello") == []
 
 
+def test_nan_in_a_body_is_not_json(runner):
+    """Python's json read NaN, which no JSON sender writes."""
+    done = runner.receive(*with_valid_hmac('{"manifest": {"size": NaN}}'), run=False)
+
+    assert done == {"accepted": False, "reason": "body: not JSON (NaN is not a JSON value)"}
+
+
 def test_a_deeply_nested_body_is_refused_naming_it(runner):
     """A body of 100000 '[' raised RecursionError in parse_body."""
     done = runner.receive(*with_valid_hmac("[" * 100_000), run=False)
