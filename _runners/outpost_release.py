@@ -62,6 +62,8 @@ __virtualname__ = "outpost_release"
 DEFAULT_MASTERS = {"lease": 120, "takeover": "resume"}
 # An announcement is only accepted within 5 minutes of its timestamp: its claim outlives that.
 ANNOUNCEMENT_CLAIM_SECONDS = 900
+# A batch's progress event is sent once; a rollout taken over weeks later is not expected.
+ANNOUNCED_CLAIM_SECONDS = 30 * 24 * 3600
 DEFAULT_APP = {
     "canary": 1,
     "batch": "50%",
@@ -440,10 +442,16 @@ def promote(rollout_id, batch, clients):
     moved = _registry().set_desired(
         rollout_["app"], clients, rollout_["version"], rollout_["id"], "promote", only_changed=True
     )
+    phase = "canary" if int(batch) == 0 else f"batch-{batch}"
+    # The predecessor may have stopped between its promote and its announcement: a batch is
+    # announced by the first master to claim it. (One that stops between the claim and the
+    # event, milliseconds, still leaves it unannounced.)
+    key = f"announced:{rollout_['id']}:{phase}"
+    if _registry().claim(key, _me(), ANNOUNCED_CLAIM_SECONDS):
+        counts = {"batch": int(batch), "clients": len(clients)}
+        _progress(rollout_, phase, details={"names": clients}, **counts)
     if not moved:
         return {"promoted": [], "already": clients}
-    phase = "canary" if int(batch) == 0 else f"batch-{batch}"
-    _progress(rollout_, phase, batch=int(batch), clients=len(clients), details={"names": clients})
     return {"promoted": clients}
 
 

@@ -67,3 +67,19 @@ def test_a_master_never_takes_over_its_own_rollout(runner):  # noqa: F811
 
     assert done["taken"] == []
     assert registry(runner).rollout(rollout_id)["status"] == "running"
+
+
+def test_a_batch_its_predecessor_promoted_but_never_announced_is_announced_once(runner):  # noqa: F811
+    """The owner stopped between promoting batch 1 in the registry and its event: the survivor
+    found the batch promoted and announced nothing, so the trail missed batch-1."""
+    rollout_id = moved_by_a_master_that_is_gone(runner)
+    registry(runner).set_desired("hello", ["client-2"], "1.1.0", rollout_id, "promote")
+    runner.__opts__["id"] = "master-2"
+    runner.resume()
+
+    first = runner.promote(rollout_id, 1, ["client-2"])
+    again = runner.promote(rollout_id, 1, ["client-2"])
+
+    assert first == again == {"promoted": [], "already": ["client-2"]}
+    tags = [tag for tag, _ in runner.emitted]
+    assert tags.count("outpost/release/hello/1.1.0/batch-1") == 1
