@@ -176,8 +176,8 @@ class SupervisordBackend:
         path = self.program_path(name)
         if not os.path.exists(path):
             return False
-        self.stop(name)
         os.remove(path)
+        # apply stops a program whose file went, then removes it from supervisord.
         self.apply(name)
         return True
 

@@ -73,9 +73,16 @@ def publish_to_folder(release, root, public_key, url_prefix=DEFAULT_URL_PREFIX):
 def check_url_prefix(prefix):
     """What the master calls the folder: the start of an artifact URL the master accepts."""
     check_artifact_url(prefix, "--url-prefix")
-    if "?" in prefix or "#" in prefix:
-        raise BadArgument("--url-prefix: paths are appended to it, so no query or fragment")
+    refuse_query(prefix, "--url-prefix")
     return prefix
+
+
+def refuse_query(url, option):
+    """File names are appended to ``url``: a query or fragment would swallow them."""
+    if "?" in url or "#" in url:
+        raise BadArgument(
+            f"{option}: file names are appended to it, so it takes no query or fragment"
+        )
 
 
 def already_published(source, target):
@@ -116,8 +123,7 @@ def place(source, target):
 def publish_over_https(release, base_url, public_key, token=None, cacert=None):
     """PUT each file to ``<base_url><app>/<file>``; return the zipapp's URL."""
     check_url(base_url, "--url")
-    if "?" in base_url or "#" in base_url:
-        raise BadArgument("--url: file names are appended to it, so it takes no query or fragment")
+    refuse_query(base_url, "--url")
     base = base_url if base_url.endswith("/") else base_url + "/"
     context = tls_context(cacert)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
