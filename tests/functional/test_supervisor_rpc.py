@@ -5,6 +5,7 @@ import pathlib
 import signal
 import stat
 import sys
+import time
 
 import pytest
 
@@ -34,6 +35,16 @@ def sleeper_spec(daemon, seconds=300, **env):
         log_dir=str(daemon.root / "logs"),
         stop_timeout=5,
     )
+
+
+def environ_after_exec(pid, timeout=10):
+    """The program's environment: until supervisord's child has exec'd, /proc shows its own."""
+    proc = pathlib.Path(f"/proc/{pid}")
+    deadline = time.monotonic() + timeout
+    while b"time.sleep" not in proc.joinpath("cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the program never started"
+        time.sleep(0.05)
+    return proc.joinpath("environ").read_bytes().split(b"\0")
 
 
 def backend_of(daemon):
@@ -77,8 +88,7 @@ def test_a_changed_definition_restarts_the_program_with_it(daemon):
     assert changed
     assert after["running"]
     assert after["pid"] != before
-    environ = pathlib.Path(f"/proc/{after['pid']}/environ").read_bytes().split(b"\0")
-    assert b"RELEASE=2" in environ
+    assert b"RELEASE=2" in environ_after_exec(after["pid"])
 
 
 def test_an_unchanged_definition_leaves_the_program_alone(daemon):
