@@ -8,6 +8,7 @@ socket paths must stay under 108 characters) and is stopped again by ``close()``
 
 import getpass
 import json
+import os
 import pathlib
 import shutil
 import socket
@@ -179,6 +180,12 @@ def outpost_master_settings(
     }
 
 
+def daemon_environment():
+    """The environment a service manager gives a Salt daemon: a shell's PYTHONDONTWRITEBYTECODE
+    would make every job compile the synced modules from source again."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -333,6 +340,7 @@ class Lab:
                 [str(BIN / daemon), "-c", str(config_dir), "-l", "quiet"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=daemon_environment(),
             )
         )
 
