@@ -72,8 +72,9 @@ SOAK = 0
 # Seconds a release has to become healthy, in outpost's pillar and in the Ansible play alike.
 HEALTH_TIMEOUT = 8
 PLAYBOOK = REPO / "bench" / "ansible" / "rollout.yml"
-# How often the clock polls every client's /healthz: often, so it measures the rollout.
-POLL = 0.02
+# How often the clock polls each client not yet live: 50 ms is 1% of a rollout, and polling every
+# 20 ms cost a third of a core that the rollout then lacked.
+POLL = 0.05
 RUN_TIMEOUT = 300
 SINGLE_CLIENT_INDEX = 0
 RATIO_TARGET = 2.5
