@@ -455,10 +455,15 @@ def promote(rollout_id, batch, clients):
     return {"promoted": clients}
 
 
-def gate(rollout_id, batch, clients, soak=0, max_failures=0):
+def gate(rollout_id, batch, clients, soak=0, max_failures=0, state_gated=False):
     """
     The health gate after a batch: every client must answer healthy on the rollout's version,
     for ``soak`` seconds. A client that does not answer counts as failed.
+
+    state_gated
+        The batch's state run has just passed on every client, and it fails a client unless the
+        rollout's version answers healthy (``shiv_app.installed`` gates on ``/healthz``). With no
+        soak nothing is left to check, so no client is asked again. Default: ``False``
 
     CLI Example:
 
@@ -468,12 +473,10 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0):
     """
     _require_ownership(rollout_id)
     rollout_ = _registry().rollout(int(rollout_id))
-    deadline = time.monotonic() + float(soak)
-    while True:
-        failed = _unhealthy(rollout_, clients)
-        if len(failed) > int(max_failures) or time.monotonic() >= deadline:
-            break
-        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    if state_gated and float(soak) == 0:
+        failed = {}
+    else:
+        failed = _held_healthy(rollout_, clients, float(soak), int(max_failures))
 
     counts = {"batch": int(batch), "healthy": len(clients) - len(failed), "failed": len(failed)}
     _progress(rollout_, "gate", **counts)
@@ -483,6 +486,16 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0):
         raise CommandExecutionError(reason)
     _registry().batch_passed(rollout_["id"], int(batch))
     return counts
+
+
+def _held_healthy(rollout_, clients, soak, max_failures):
+    """Ask the clients until the soak ends or too many failed; returns the failed ones."""
+    deadline = time.monotonic() + soak
+    while True:
+        failed = _unhealthy(rollout_, clients)
+        if len(failed) > max_failures or time.monotonic() >= deadline:
+            return failed
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
 
 def _unhealthy(rollout_, clients):

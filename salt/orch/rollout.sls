@@ -27,6 +27,8 @@ outpost-orch-rollout-batch-{{ index }}-apply:
     - tgt: {{ batch | json }}
     - tgt_type: list
     - sls: outpost.apps
+    - pillar:
+        outpost_rollout: {{ {"app": plan.app, "version": plan.version} | json }}
     - queue: true
     - expect_minions: true
     - allow_fail: {{ plan.max_failures | json }}
@@ -42,6 +44,8 @@ outpost-orch-rollout-batch-{{ index }}-gate:
     - clients: {{ batch | json }}
     - soak: {{ plan.soak | json }}
     - max_failures: {{ plan.max_failures | json }}
+    {#- Every client's state run passed, and it fails unless the release answers healthy. #}
+    - state_gated: {{ (plan.max_failures == 0) | json }}
     - require:
       - salt: outpost-orch-rollout-batch-{{ index }}-apply
 {%-   do steps.extend(["outpost-orch-rollout-batch-" ~ index ~ "-promote",

@@ -11,7 +11,7 @@ from unittest import mock
 
 import pytest
 import salt.client
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import outpost_registry
 import outpost_webhook
@@ -226,3 +226,44 @@ def test_a_replay_after_its_claim_expired_is_still_one_rollout(runner, signing_k
     again = runner.receive(*sent, run=False)
 
     assert again == {"accepted": True, "rollout": first["rollout"], "status": "duplicate"}
+
+
+# -- the health gate ----------------------------------------------------------------------------
+
+
+def running_rollout(runner, clients=("client-1", "client-2")):
+    kept = registry(runner)
+    kept.register_release("hello", "1.1.0", SHA, "salt://releases/hello/h-1.1.0.pyz", {})
+    rollout_id, status = kept.claim_rollout("hello", "1.1.0", owner="master-1", lease=60)
+    assert status == "running"
+    kept.set_desired("hello", list(clients), "1.1.0", rollout_id, "promote")
+    return rollout_id
+
+
+def test_a_gate_after_a_passed_state_run_with_no_soak_asks_no_client(runner):
+    """With soak 0 the gate asked every client's health again right after the state run that
+    had just gated each of them: one more job per client, 0.3 core-seconds each."""
+    rollout_id = running_rollout(runner)
+
+    counts = runner.gate(rollout_id, 0, ["client-1", "client-2"], state_gated=True)
+
+    runner.local.cmd.assert_not_called()
+    assert counts == {"batch": 0, "healthy": 2, "failed": 0}
+    assert registry(runner).lease(rollout_id)["batches_done"] == 1
+    assert [tag for tag, _ in runner.emitted] == ["outpost/release/hello/1.1.0/gate"]
+
+
+@pytest.mark.parametrize(("state_gated", "soak"), [(False, 0), (True, 0.1)])
+def test_a_gate_that_must_hold_or_was_not_gated_asks_the_clients(runner, state_gated, soak):
+    rollout_id = running_rollout(runner)
+    runner.local.cmd.return_value = {
+        "client-1": {"healthy": True, "version": "1.1.0"},
+        "client-2": {"healthy": True, "version": "1.0.0"},
+    }
+
+    with pytest.raises(CommandExecutionError, match="health gate of batch 0 failed on client-2"):
+        runner.gate(rollout_id, 0, ["client-1", "client-2"], soak=soak, state_gated=state_gated)
+
+    (args, _), *_ = runner.local.cmd.call_args_list
+    assert args[:2] == (["client-1", "client-2"], "shiv_app.check_health")
+    assert registry(runner).lease(rollout_id)["batches_done"] == 0

@@ -144,7 +144,8 @@ def test_an_orchestration_targets_its_client_as_a_list(opts, sls, prefix):
 
 
 def test_a_rollout_targets_each_batch_as_a_list(opts):
-    plan = {"batches": [["c-1"], ["c-2", "c-3"]], "max_failures": 0, "state_timeout": 600}
+    plan = {"app": "hello", "version": "1.2.0", "batches": [["c-1"], ["c-2", "c-3"]]}
+    plan.update(max_failures=0, state_timeout=600)
     plan.update(soak=5, offline=[])
     runner = {"saltutil.runner": lambda name, rollout_id: plan}
 
@@ -153,7 +154,41 @@ def test_a_rollout_targets_each_batch_as_a_list(opts):
     apply = arguments(rendered["outpost-orch-rollout-batch-1-apply"])
     gate = arguments(rendered["outpost-orch-rollout-batch-1-gate"])
     assert (apply["tgt"], apply["tgt_type"], apply["timeout"]) == (["c-2", "c-3"], "list", 600)
-    assert (gate["soak"], gate["max_failures"]) == (5, 0)
+    assert apply["pillar"] == {"outpost_rollout": {"app": "hello", "version": "1.2.0"}}
+    assert (gate["soak"], gate["max_failures"], gate["state_gated"]) == (5, 0, True)
+
+
+def test_a_rollout_that_allows_failures_has_its_gate_ask_the_clients(opts):
+    """A state run that passed with allow_fail let failed clients through: only the gate's own
+    check finds them."""
+    plan = {"app": "hello", "version": "1.2.0", "batches": [["c-1"]], "max_failures": 1}
+    plan.update(soak=0, offline=[], state_timeout=600)
+    runner = {"saltutil.runner": lambda name, rollout_id: plan}
+
+    rendered = render(opts, "orch/rollout.sls", {"outpost_rollout": {"id": 7}}, runner)
+
+    assert arguments(rendered["outpost-orch-rollout-batch-0-gate"])["state_gated"] is False
+
+
+@pytest.mark.parametrize(("version", "fails"), [("1.1.0", True), ("1.2.0", False)])
+def test_a_rollouts_state_run_fails_unless_the_pillar_names_its_release(opts, version, fails):
+    """A client whose pillar did not name the release passed the rollout's state run with nothing
+    done, and with no soak the gate took that pass as healthy."""
+    settings = {"version": version, "port": 8080, "python": "/usr/bin/python3", "source_hash": "x"}
+    pillar = {
+        "outpost": {"apps": {"hello": settings}},
+        "outpost_rollout": {"app": "hello", "version": "1.2.0"},
+    }
+
+    rendered = render(opts, "outpost/apps/init.sls", pillar)
+
+    assert ("outpost-apps-hello-rollout" in rendered) is fails
+    if fails:
+        assert arguments(rendered["outpost-apps-hello-rollout"])["comment"] == (
+            "outpost:apps:hello: the pillar does not name 1.2.0, the release being rolled out; "
+            "nothing was changed"
+        )
+    assert "shiv_app.installed" in rendered["outpost-apps-hello-installed"]
 
 
 def test_beacon_settings_stay_single_values(opts):
