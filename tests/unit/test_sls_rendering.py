@@ -188,7 +188,8 @@ def test_a_rollouts_state_run_fails_unless_the_pillar_names_its_release(opts, ve
             "outpost:apps:hello: the pillar does not name 1.2.0, the release being rolled out; "
             "nothing was changed"
         )
-    assert "shiv_app.installed" in rendered["outpost-apps-hello-installed"]
+    # A client left behind keeps what it runs: no install of the release its pillar names.
+    assert ("outpost-apps-hello-installed" in rendered) is not fails
 
 
 def test_beacon_settings_stay_single_values(opts):

@@ -2,16 +2,20 @@
     through | json, so a pillar value can never add YAML of its own. -#}
 {%- from "outpost/map.jinja" import outpost, is_windows, python_path with context %}
 {#- A rollout's state run (pillar outpost_rollout: app, version) must make that release live: a
-    client whose pillar names another release fails, rather than passing with nothing done. #}
+    client whose pillar names another release fails, and that app is left as it is. #}
 {%- set rollout = salt["pillar.get"]("outpost_rollout", {}) %}
-{%- if rollout and (outpost.apps.get(rollout.app) or {}).get("version") != rollout.version %}
+{%- set behind = none %}
+{%- if rollout is mapping and rollout.get("app") %}
+{%-   if (outpost.apps.get(rollout.app) or {}).get("version") != rollout.get("version") %}
+{%-     set behind = rollout.app %}
 
 {{ ("outpost-apps-" ~ rollout.app ~ "-rollout") | json }}:
   test.fail_without_changes:
     - name: {{ rollout.app | json }}
-    - comment: {{ ("outpost:apps:" ~ rollout.app ~ ": the pillar does not name " ~ rollout.version ~ ", the release being rolled out; nothing was changed") | json }}
+    - comment: {{ ("outpost:apps:" ~ rollout.app ~ ": the pillar does not name " ~ rollout.get("version") ~ ", the release being rolled out; nothing was changed") | json }}
+{%-   endif %}
 {%- endif %}
-{%- for app, settings in outpost.apps | dictsort if settings.get("version") %}
+{%- for app, settings in outpost.apps | dictsort if settings.get("version") and app != behind %}
 {%-   set version = settings.version %}
 {%-   set missing = ["source_hash", "python", "port"] | reject("in", settings) | list %}
 {%-   if missing %}
