@@ -461,9 +461,10 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0, state_gated=False):
     for ``soak`` seconds. A client that does not answer counts as failed.
 
     state_gated
-        The batch's state run has just passed on every client, and it fails a client unless the
-        rollout's version answers healthy (``shiv_app.installed`` gates on ``/healthz``). With no
-        soak nothing is left to check, so no client is asked again. Default: ``False``
+        The batch's state run has just passed, and it fails a client unless the rollout's version
+        answers healthy (``shiv_app.installed`` gates on ``/healthz``). With no soak and no
+        failure allowed (so every client passed) nothing is left to check, and no client is asked
+        again. Default: ``False``
 
     CLI Example:
 
@@ -473,13 +474,12 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0, state_gated=False):
     """
     _require_ownership(rollout_id)
     rollout_ = _registry().rollout(int(rollout_id))
-    if state_gated and float(soak) == 0:
-        failed = {}
-    else:
-        failed = _held_healthy(rollout_, clients, float(soak), int(max_failures))
+    trusted = state_gated and float(soak) == 0 and int(max_failures) == 0
+    failed = {} if trusted else _held_healthy(rollout_, clients, float(soak), int(max_failures))
 
     counts = {"batch": int(batch), "healthy": len(clients) - len(failed), "failed": len(failed)}
-    _progress(rollout_, "gate", **counts)
+    checked_by = "state run" if trusted else "shiv_app.check_health"
+    _progress(rollout_, "gate", details={"checked_by": checked_by}, **counts)
     if len(failed) > int(max_failures):
         reason = f"health gate of batch {batch} failed on {', '.join(sorted(failed))}"
         _registry().update_rollout(rollout_["id"], "gate", reason=reason)

@@ -250,20 +250,31 @@ def test_a_gate_after_a_passed_state_run_with_no_soak_asks_no_client(runner):
     runner.local.cmd.assert_not_called()
     assert counts == {"batch": 0, "healthy": 2, "failed": 0}
     assert registry(runner).lease(rollout_id)["batches_done"] == 1
-    assert [tag for tag, _ in runner.emitted] == ["outpost/release/hello/1.1.0/gate"]
+    [(tag, data)] = runner.emitted
+    assert (tag, data["checked_by"]) == ("outpost/release/hello/1.1.0/gate", "state run")
 
 
-@pytest.mark.parametrize(("state_gated", "soak"), [(False, 0), (True, 0.1)])
-def test_a_gate_that_must_hold_or_was_not_gated_asks_the_clients(runner, state_gated, soak):
+@pytest.mark.parametrize(
+    ("state_gated", "soak", "max_failures"), [(False, 0, 0), (True, 0.1, 0), (True, 0, 1)]
+)
+def test_a_gate_that_must_hold_or_was_not_gated_asks_the_clients(
+    runner, state_gated, soak, max_failures
+):
     rollout_id = running_rollout(runner)
     runner.local.cmd.return_value = {
         "client-1": {"healthy": True, "version": "1.1.0"},
         "client-2": {"healthy": True, "version": "1.0.0"},
     }
 
-    with pytest.raises(CommandExecutionError, match="health gate of batch 0 failed on client-2"):
-        runner.gate(rollout_id, 0, ["client-1", "client-2"], soak=soak, state_gated=state_gated)
+    runner.local.cmd.return_value["client-3"] = {"healthy": False, "version": "1.1.0"}
+    clients = ["client-1", "client-2", "client-3"]
+
+    with pytest.raises(CommandExecutionError, match="failed on client-2, client-3"):
+        runner.gate(
+            rollout_id, 0, clients, soak=soak, max_failures=max_failures, state_gated=state_gated
+        )
 
     (args, _), *_ = runner.local.cmd.call_args_list
-    assert args[:2] == (["client-1", "client-2"], "shiv_app.check_health")
+    assert args[:2] == (clients, "shiv_app.check_health")
     assert registry(runner).lease(rollout_id)["batches_done"] == 0
+    assert runner.emitted[-1][1]["checked_by"] == "shiv_app.check_health"
