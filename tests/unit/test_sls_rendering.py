@@ -93,7 +93,8 @@ def test_an_app_the_registry_names_without_pillar_settings_fails_naming_them(opt
     rendered = render(opts, "outpost/apps/init.sls", {"outpost": {"apps": {"hello": settings}}})
 
     [(function, state)] = rendered["outpost-apps-hello-installed"].items()
-    assert function == "test.fail_without_changes"
+    assert function == "test.configurable_test_state"
+    assert arguments(rendered["outpost-apps-hello-installed"])["result"] is False
     assert arguments(rendered["outpost-apps-hello-installed"])["comment"] == (
         "outpost:apps:hello: no python, port in pillar; nothing was changed"
     )
@@ -170,23 +171,30 @@ def test_a_rollout_that_allows_failures_has_its_gate_ask_the_clients(opts):
     assert arguments(rendered["outpost-orch-rollout-batch-0-gate"])["state_gated"] is False
 
 
-@pytest.mark.parametrize(("version", "fails"), [("1.1.0", True), ("1.2.0", False)])
-def test_a_rollouts_state_run_fails_unless_the_pillar_names_its_release(opts, version, fails):
+@pytest.mark.parametrize(
+    ("version", "expected", "fails"),
+    [("1.1.0", "1.2.0", True), ("1.2.0", "1.2.0", False), ("1.2.0", None, True)],
+)
+def test_a_rollouts_state_run_fails_unless_the_pillar_names_its_release(
+    opts, version, expected, fails
+):
     """A client whose pillar did not name the release passed the rollout's state run with nothing
     done, and with no soak the gate took that pass as healthy."""
     settings = {"version": version, "port": 8080, "python": "/usr/bin/python3", "source_hash": "x"}
     pillar = {
         "outpost": {"apps": {"hello": settings}},
-        "outpost_rollout": {"app": "hello", "version": "1.2.0"},
+        "outpost_rollout": {"app": "hello", "version": expected},
     }
 
     rendered = render(opts, "outpost/apps/init.sls", pillar)
 
     assert ("outpost-apps-hello-rollout" in rendered) is fails
     if fails:
-        assert arguments(rendered["outpost-apps-hello-rollout"])["comment"] == (
-            "outpost:apps:hello: the pillar does not name 1.2.0, the release being rolled out; "
-            "nothing was changed"
+        failing = arguments(rendered["outpost-apps-hello-rollout"])
+        assert (failing["result"], failing["allow_test_mode_failure"]) == (False, True)
+        assert failing["comment"] == (
+            f"outpost:apps:hello: the pillar does not name {expected}, the release being rolled "
+            "out; nothing was changed"
         )
     # A client left behind keeps what it runs: no install of the release its pillar names.
     assert ("outpost-apps-hello-installed" in rendered) is not fails
