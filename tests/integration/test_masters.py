@@ -230,6 +230,21 @@ def phases(short_root, version):
     return [(function, name) for _, function, name in sorted(found)]
 
 
+def announced(short_root, master, version, phase):
+    """Whether ``master``'s trail holds the phase yet; a line still being written is skipped."""
+    path = short_root / f"audit-{master}" / "trail.jsonl"
+    if not path.exists():
+        return False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("release") == version and entry.get("function") == f"rollout {phase}":
+            return True
+    return False
+
+
 def test_each_minion_start_is_converged_by_one_master(edges, shared_registry, job_cache):
     """Both masters hear each client's start; only the one that claimed it applies the state."""
     registry = outpost_registry.Registry(**shared_registry)
@@ -266,6 +281,9 @@ def test_a_rollout_survives_losing_its_master_after_the_canary(
         "the canary through its gate",
     )
     owner = lease["owner"]
+    # Stopped while batch 1 applies: a master stopped between claiming a batch's announcement and
+    # the event reaching its trail leaves that batch out of both trails (README, known limits).
+    wait_for(lambda: announced(short_root, owner, "1.0.0", "batch-1"), 60, "batch 1 in the trail")
     masters[owner].terminate()
     survivor = next(name for name in MASTERS if name != owner)
 
