@@ -474,13 +474,14 @@ def gate(rollout_id, batch, clients, soak=0, max_failures=0, state_gated=False):
     """
     _require_ownership(rollout_id)
     rollout_ = _registry().rollout(int(rollout_id))
-    trusted = state_gated and float(soak) == 0 and int(max_failures) == 0
-    failed = {} if trusted else _held_healthy(rollout_, clients, float(soak), int(max_failures))
+    soak, max_failures = float(soak), int(max_failures)
+    trusted = state_gated and soak == 0 and max_failures == 0
+    failed = {} if trusted else _held_healthy(rollout_, clients, soak, max_failures)
 
     counts = {"batch": int(batch), "healthy": len(clients) - len(failed), "failed": len(failed)}
     checked_by = "state run" if trusted else "shiv_app.check_health"
     _progress(rollout_, "gate", details={"checked_by": checked_by}, **counts)
-    if len(failed) > int(max_failures):
+    if len(failed) > max_failures:
         reason = f"health gate of batch {batch} failed on {', '.join(sorted(failed))}"
         _registry().update_rollout(rollout_["id"], "gate", reason=reason)
         raise CommandExecutionError(reason)

@@ -44,8 +44,9 @@ outpost-orch-rollout-batch-{{ index }}-gate:
     - clients: {{ batch | json }}
     - soak: {{ plan.soak | json }}
     - max_failures: {{ plan.max_failures | json }}
-    {#- Every client's state run passed, and it fails unless the release answers healthy. #}
-    - state_gated: {{ (plan.max_failures == 0) | json }}
+    {#- The gate follows the batch's state run, which fails unless the release answers healthy;
+        the runner decides whether that is enough (no soak, no failure allowed). #}
+    - state_gated: true
     - require:
       - salt: outpost-orch-rollout-batch-{{ index }}-apply
 {%-   do steps.extend(["outpost-orch-rollout-batch-" ~ index ~ "-promote",

@@ -260,6 +260,8 @@ def test_a_gate_after_a_passed_state_run_with_no_soak_asks_no_client(runner):
 def test_a_gate_that_must_hold_or_was_not_gated_asks_the_clients(
     runner, state_gated, soak, max_failures
 ):
+    """A state run that passed with allow_fail let failed clients through, and a soak must see
+    the release stay healthy: only the gate's own check finds those."""
     rollout_id = running_rollout(runner)
     runner.local.cmd.return_value = {
         "client-1": {"healthy": True, "version": "1.1.0"},

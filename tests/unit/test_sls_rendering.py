@@ -159,18 +159,6 @@ def test_a_rollout_targets_each_batch_as_a_list(opts):
     assert (gate["soak"], gate["max_failures"], gate["state_gated"]) == (5, 0, True)
 
 
-def test_a_rollout_that_allows_failures_has_its_gate_ask_the_clients(opts):
-    """A state run that passed with allow_fail let failed clients through: only the gate's own
-    check finds them."""
-    plan = {"app": "hello", "version": "1.2.0", "batches": [["c-1"]], "max_failures": 1}
-    plan.update(soak=0, offline=[], state_timeout=600)
-    runner = {"saltutil.runner": lambda name, rollout_id: plan}
-
-    rendered = render(opts, "orch/rollout.sls", {"outpost_rollout": {"id": 7}}, runner)
-
-    assert arguments(rendered["outpost-orch-rollout-batch-0-gate"])["state_gated"] is False
-
-
 @pytest.mark.parametrize(
     ("version", "expected", "fails"),
     [("1.1.0", "1.2.0", True), ("1.2.0", "1.2.0", False), ("1.2.0", None, True)],
